@@ -1,0 +1,1 @@
+// Carrier translation unit for the shared precompiled header (cmake/torch_pch.h).

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages longsana-serve needs, idempotently.
+#
+#   scripts/deps.sh build   # what building and running the server needs
+#   scripts/deps.sh test    # plus the test-only tools (clang/libFuzzer, ffprobe, chromium)
+#
+# Only packages that are not installed yet are fetched; when everything is present the
+# script makes no network access and returns in well under a second.
+set -euo pipefail
+
+profile="${1:-build}"
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config ca-certificates
+  libtorch-dev libopenblas0-pthread
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libspdlog-dev libfmt-dev libabsl-dev nlohmann-json3-dev libsentencepiece-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libx264-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  ffmpeg
+)
+test_pkgs=(
+  clang libclang-rt-14-dev
+  chromium
+)
+
+pkgs=("${build_pkgs[@]}")
+case "$profile" in
+  build) ;;
+  test) pkgs+=("${test_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "deps: installing ${#missing[@]} missing package(s): ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd=(sudo)
+  else
+    echo "deps: not root and no sudo; install these packages first: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
