@@ -1,0 +1,25 @@
+// Options shared by the per-component parity runners (`longsana-parity COMPONENT ...`).
+// Each runner reads the golden's `in/*` tensors (names as in tests/testdata/GOLDENS.md),
+// runs our implementation, and compares every `out/*` tensor (and with `verbose`, the
+// `dbg/*` tensors) with the tolerances of GOLDENS.md §5.
+#pragma once
+
+#include <string>
+
+namespace longsana::engine {
+
+enum class TimestepMode {
+  kBf16Rounded,  // model.md binding decision 2 (default): model sees 1000/960/888/728
+  kExact,        // exact integers 1000/960/889/727
+};
+
+struct ParityOptions {
+  std::string model_dir;    // diffusers-layout model folder matching the golden
+  std::string golden_path;  // *.safetensors golden file
+  bool verbose = false;     // also compare dbg/* tensors
+  TimestepMode timesteps = TimestepMode::kBf16Rounded;
+  bool softcap = false;     // Gemma-2 attention logit soft-cap (eager behaviour)
+  std::string device = "cpu";  // "cpu" or "cuda"
+};
+
+}  // namespace longsana::engine
