@@ -2,7 +2,7 @@
 # the engine-only build (LONGSANA_BUILD_SERVER=OFF) works with just LibTorch + a few headers.
 
 find_package(Threads REQUIRED)
-find_package(PkgConfig REQUIRED)
+find_package(PkgConfig)  # optional: the GPU machine may lack pkg-config
 
 # LibTorch: Debian's libtorch-dev 1.13 (CPU) here; the LibTorch 2.x inside PyTorch on the GPU
 # machine (pass -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')).
@@ -15,12 +15,20 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(absl REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
-pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# SentencePiece ships a .pc file only; fall back to a plain search without pkg-config.
+find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
+find_library(SENTENCEPIECE_LIBRARY sentencepiece REQUIRED)
+add_library(longsana::sentencepiece INTERFACE IMPORTED)
+target_include_directories(longsana::sentencepiece INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
+target_link_libraries(longsana::sentencepiece INTERFACE ${SENTENCEPIECE_LIBRARY})
+add_library(PkgConfig::SENTENCEPIECE INTERFACE IMPORTED)
+target_link_libraries(PkgConfig::SENTENCEPIECE INTERFACE longsana::sentencepiece)
 
 if(LONGSANA_BUILD_SERVER)
   find_package(Protobuf REQUIRED)
   find_package(gRPC CONFIG REQUIRED)
   find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+  find_package(PkgConfig REQUIRED)
   pkg_check_modules(FFMPEG REQUIRED IMPORTED_TARGET libavcodec libavformat libavutil libswscale)
 endif()
 

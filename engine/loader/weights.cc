@@ -1,5 +1,7 @@
 #include "engine/loader/weights.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "engine/common/str_util.h"
 
 namespace longsana::engine {
@@ -51,6 +53,17 @@ absl::StatusOr<Weights> Weights::Load(const ParamSpecs& specs, const Checkpoint&
   } catch (const c10::Error& e) {
     return absl::InternalError(
         StrCat(component, ": converting weights failed: ", e.what_without_backtrace()));
+  }
+  return w;
+}
+
+Weights Weights::Random(const ParamSpecs& specs, const WeightLoadOptions& options,
+                        uint64_t seed, double std) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  Weights w;
+  for (const auto& spec : specs) {
+    at::Tensor t = at::normal(0.0, std, spec.shape, gen, at::TensorOptions().dtype(at::kFloat));
+    w.tensors_.emplace(spec.name, t.to(options.device, options.dtype));
   }
   return w;
 }

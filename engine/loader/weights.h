@@ -40,6 +40,11 @@ class Weights {
                                       std::string_view component,
                                       const WeightLoadOptions& options = {});
 
+  // Random N(0, std^2) tensors for every spec (benchmarks with the real configs, which
+  // have no downloadable weights here). Norm weights come out random too: fine for timing.
+  static Weights Random(const ParamSpecs& specs, const WeightLoadOptions& options,
+                        uint64_t seed = 0, double std = 0.02);
+
   // The parameter named `name` (spec name, without the key prefix). Throws c10::Error when
   // absent: a programming error, since Load checked every spec.
   const at::Tensor& Get(std::string_view name) const;

@@ -6,12 +6,9 @@
 
 #include <string>
 
-namespace longsana::engine {
+#include "engine/sampler/sampler_options.h"  // TimestepMode
 
-enum class TimestepMode {
-  kBf16Rounded,  // model.md binding decision 2 (default): model sees 1000/960/888/728
-  kExact,        // exact integers 1000/960/889/727
-};
+namespace longsana::engine {
 
 struct ParityOptions {
   std::string model_dir;    // diffusers-layout model folder matching the golden

@@ -1,0 +1,159 @@
+#include "engine/sampler/longlive_sampler.h"
+
+#include <algorithm>
+
+namespace longsana::engine {
+
+SamplerSession::SamplerSession(const DitModel& model, const SamplerOptions& options,
+                               int64_t latent_frames, int64_t latent_h, int64_t latent_w,
+                               at::Tensor caption, at::Tensor caption_mask,
+                               std::unique_ptr<NoiseSource> noise, bool keep_recache_context)
+    : model_(model),
+      options_(options),
+      sigma_table_(options.flow_shift),
+      bounds_(BlockBoundaries(latent_frames, options.block_frames)),
+      latent_h_(latent_h),
+      latent_w_(latent_w),
+      channels_(model.config().in_channels),
+      noise_(std::move(noise)) {
+  TORCH_CHECK(options.Validate().ok(), "invalid sampler options: ", options.Validate().ToString());
+  TORCH_CHECK(latent_frames >= 1, "a session needs at least one latent frame");
+  SetCaption(std::move(caption), std::move(caption_mask));
+  state_ = model.NewState(
+      model.StateSpec(latent_h, latent_w, options.num_cached_blocks, keep_recache_context));
+  StartBlock();
+}
+
+double SamplerSession::ModelTimestep(int step) const {
+  const double t = options_.timesteps.at(step);
+  return options_.timestep_mode == TimestepMode::kBf16Rounded ? RoundToBf16(t) : t;
+}
+
+float SamplerSession::SigmaX0(int step) const { return sigma_table_.Sigma(ModelTimestep(step)); }
+
+float SamplerSession::SigmaRenoise(int step) const {
+  return sigma_table_.Sigma(options_.timesteps.at(step + 1));
+}
+
+int64_t SamplerSession::next_token_count() const {
+  const auto& p = model_.config().patch_size;
+  return (block_end() - block_begin()) * (latent_h_ / p[1]) * (latent_w_ / p[2]);
+}
+
+void SamplerSession::StartBlock() {
+  x_ = noise_->BlockNoise(block_, block_begin(), block_end(), channels_, latent_h_, latent_w_)
+           .to(model_.options().device, at::kFloat);
+  step_ = 0;
+  phase_ = Phase::kDenoise;
+}
+
+void SamplerSession::SetCaption(at::Tensor caption, at::Tensor caption_mask) {
+  caption_ = caption.to(model_.options().device, model_.options().dtype);
+  caption_mask_ = caption_mask.to(model_.options().device);
+}
+
+DitWorkItem SamplerSession::NextWorkItem() {
+  TORCH_CHECK(phase_ != Phase::kDone, "session is done");
+  DitWorkItem item;
+  item.frame_offset = block_begin();
+  item.caption = caption_;
+  item.caption_mask = caption_mask_;
+  item.state = state_.get();
+  if (phase_ == Phase::kDenoise) {
+    item.latent = x_;
+    item.timestep = ModelTimestep(step_);
+  } else {
+    item.latent = x0_;
+    item.timestep = 0.0;
+    item.commit_state = true;
+  }
+  return item;
+}
+
+void SamplerSession::Advance(const at::Tensor& v) {
+  TORCH_CHECK(phase_ != Phase::kDone, "session is done");
+  ForwardRecord record;
+  record.block = block_;
+  record.v = v;
+  if (phase_ == Phase::kDenoise) {
+    record.step = step_;
+    record.t_model = ModelTimestep(step_);
+    record.x_in = x_;
+    // x0 = x − σ v in float64, rounded to fp32 (the reference's conversion).
+    x0_ = (x_.to(at::kDouble) - static_cast<double>(SigmaX0(step_)) * v.to(at::kDouble))
+              .to(at::kFloat);
+    record.x0 = x0_;
+    const int last = static_cast<int>(options_.timesteps.size()) - 1;
+    if (step_ < last) {
+      const float sigma = SigmaRenoise(step_);
+      at::Tensor eps = noise_->Renoise(block_, step_, block_end() - block_begin(), channels_,
+                                       latent_h_, latent_w_)
+                           .to(x0_.device(), at::kFloat);
+      x_ = x0_ * (1.0f - sigma) + eps * sigma;
+      ++step_;
+    } else {
+      phase_ = Phase::kCachePass;
+    }
+  } else {
+    record.step = -1;
+    record.t_model = 0.0;
+    record.x_in = x0_;
+    finished_ = x0_;
+    ++block_;
+    if (block_ + 1 < static_cast<int64_t>(bounds_.size())) {
+      StartBlock();
+    } else {
+      --block_;  // keep block() at the last block once done
+      phase_ = Phase::kDone;
+    }
+  }
+  record.state = state_.get();
+  if (observer_) observer_(record);
+}
+
+std::optional<at::Tensor> SamplerSession::TakeFinishedBlock() {
+  std::optional<at::Tensor> out;
+  out.swap(finished_);
+  return out;
+}
+
+int64_t SamplerSession::Extend(int64_t latent_frames) {
+  TORCH_CHECK(latent_frames >= 1, "extend needs at least one latent frame");
+  const int64_t first_new = num_blocks();
+  int64_t end = bounds_.back();
+  const int64_t target = end + latent_frames;
+  while (end < target) {
+    end = std::min(target, end + options_.block_frames);
+    bounds_.push_back(end);
+  }
+  if (phase_ == Phase::kDone) {
+    block_ = first_new;
+    StartBlock();
+  }
+  return first_new;
+}
+
+int64_t SamplerSession::StopAfterCurrentBlock() {
+  bounds_.resize(block_ + 2);
+  return block_;
+}
+
+void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions) {
+  std::vector<DitWorkItem> items;
+  items.reserve(sessions.size());
+  for (SamplerSession* s : sessions) items.push_back(s->NextWorkItem());
+  at::Tensor v = model.Forward(items);  // [B, C, F, h, w]
+  for (size_t i = 0; i < sessions.size(); ++i) sessions[i]->Advance(v[i]);
+}
+
+at::Tensor GenerateLatents(const DitModel& model, SamplerSession& session) {
+  std::vector<at::Tensor> blocks;
+  SamplerSession* one[] = {&session};
+  while (!session.done()) {
+    RunSamplerStep(model, one);
+    if (auto block = session.TakeFinishedBlock()) blocks.push_back(*block);
+  }
+  return at::cat(blocks, 1);  // [C, T, h, w]
+}
+
+}  // namespace longsana::engine
