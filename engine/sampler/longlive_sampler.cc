@@ -15,7 +15,8 @@ SamplerSession::SamplerSession(const DitModel& model, const SamplerOptions& opti
       latent_h_(latent_h),
       latent_w_(latent_w),
       channels_(model.config().in_channels),
-      noise_(std::move(noise)) {
+      noise_(std::move(noise)),
+      keep_recache_context_(keep_recache_context) {
   TORCH_CHECK(options.Validate().ok(), "invalid sampler options: ", options.Validate().ToString());
   TORCH_CHECK(latent_frames >= 1, "a session needs at least one latent frame");
   SetCaption(std::move(caption), std::move(caption_mask));
@@ -37,7 +38,9 @@ float SamplerSession::SigmaRenoise(int step) const {
 
 int64_t SamplerSession::next_token_count() const {
   const auto& p = model_.config().patch_size;
-  return (block_end() - block_begin()) * (latent_h_ / p[1]) * (latent_w_ / p[2]);
+  const int64_t frames = phase_ == Phase::kRecache ? bounds_[block_] - bounds_[block_ - 1]
+                                                   : block_end() - block_begin();
+  return frames * (latent_h_ / p[1]) * (latent_w_ / p[2]);
 }
 
 void SamplerSession::StartBlock() {
@@ -62,6 +65,11 @@ DitWorkItem SamplerSession::NextWorkItem() {
   if (phase_ == Phase::kDenoise) {
     item.latent = x_;
     item.timestep = ModelTimestep(step_);
+  } else if (phase_ == Phase::kRecache) {
+    item.latent = prev_latent_;
+    item.frame_offset = bounds_[block_ - 1];
+    item.timestep = 0.0;
+    item.commit_state = true;
   } else {
     item.latent = x0_;
     item.timestep = 0.0;
@@ -94,11 +102,16 @@ void SamplerSession::Advance(const at::Tensor& v) {
     } else {
       phase_ = Phase::kCachePass;
     }
+  } else if (phase_ == Phase::kRecache) {
+    record.step = -2;
+    record.x_in = prev_latent_;
+    phase_ = Phase::kDenoise;  // now denoise the block with the re-cached state
   } else {
     record.step = -1;
     record.t_model = 0.0;
     record.x_in = x0_;
     finished_ = x0_;
+    if (keep_recache_context_) prev_latent_ = x0_;
     ++block_;
     if (block_ + 1 < static_cast<int64_t>(bounds_.size())) {
       StartBlock();
@@ -134,8 +147,27 @@ int64_t SamplerSession::Extend(int64_t latent_frames) {
 }
 
 int64_t SamplerSession::StopAfterCurrentBlock() {
-  bounds_.resize(block_ + 2);
+  StopAfterBlock(block_);
   return block_;
+}
+
+void SamplerSession::StopAfterBlock(int64_t last_block) {
+  TORCH_CHECK(last_block >= 0 && last_block < num_blocks(), "no block ", last_block);
+  bounds_.resize(last_block + 2);
+  if (block_ > last_block) {  // the current block had not started: end before it
+    block_ = last_block;
+    phase_ = Phase::kDone;
+  }
+}
+
+bool SamplerSession::RequestRecache() {
+  if (!keep_recache_context_ || phase_ != Phase::kDenoise || step_ != 0 || block_ < 1 ||
+      !prev_latent_.defined() || !state_->CanRewind()) {
+    return false;
+  }
+  state_->RewindLastBlock();
+  phase_ = Phase::kRecache;
+  return true;
 }
 
 void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions) {

@@ -30,7 +30,7 @@ namespace longsana::engine {
 // What one forward of a session did; handed to an observer (parity traces, tests).
 struct ForwardRecord {
   int64_t block = 0;
-  int step = 0;              // denoise step index, or -1 for the cache pass
+  int step = 0;              // denoise step index, -1 for the cache pass, -2 for a recache
   double t_model = 0.0;      // timestep given to the model (before its integer truncation)
   at::Tensor x_in;           // [C, F, h, w]
   at::Tensor v;              // [C, F, h, w]
@@ -44,7 +44,12 @@ using ForwardObserver = std::function<void(const ForwardRecord&)>;
 // block, and the DiT state.
 class SamplerSession {
  public:
-  enum class Phase { kDenoise, kCachePass, kDone };
+  enum class Phase {
+    kDenoise,    // denoise step step() of block()
+    kCachePass,  // the cache pass of block()
+    kRecache,    // prompt switch: block()-1's cache pass again, with the new caption (§7.5)
+    kDone,
+  };
 
   // `caption` [L, caption_channels] and `caption_mask` [L]. Draws come from `noise`.
   // keep_recache_context sizes the state for prompt switches with recache.
@@ -79,6 +84,14 @@ class SamplerSession {
   int64_t Extend(int64_t latent_frames);
   // Ends the video after the current block (stop). Returns the index of the last block.
   int64_t StopAfterCurrentBlock();
+  // Ends the video after block `last_block` (>= the current block if it has started).
+  void StopAfterBlock(int64_t last_block);
+
+  // Prompt switch with recache: before block() (which must not have started: phase
+  // kDenoise, step 0, block() >= 1) re-run block()-1's cache pass with the current caption
+  // on the state rewound to before that block. Needs keep_recache_context. False (and no
+  // change) when not possible.
+  bool RequestRecache();
 
   DitSessionState& state() { return *state_; }
   const DitSessionState& state() const { return *state_; }
@@ -107,6 +120,8 @@ class SamplerSession {
   at::Tensor x_;        // current noisy latent of the block [C, F, h, w] fp32 on the device
   at::Tensor x0_;       // last x0 prediction
   std::optional<at::Tensor> finished_;
+  bool keep_recache_context_ = false;
+  at::Tensor prev_latent_;  // the last finished block's latent (recache only)
   ForwardObserver observer_;
 };
 

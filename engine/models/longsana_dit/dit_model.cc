@@ -20,6 +20,24 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return normed.to(x.scalar_type()) * weight;
 }
 
+// x W^T (+ b) for x [B, ..., in]. A GEMM's rounding can depend on its row count (OpenBLAS
+// takes other kernels for few rows; cuBLAS picks kernels by shape), so every batch item
+// runs its own GEMM with exactly the rows of a solo forward: a session's output does not
+// depend on which other sessions share its batch (batch invariance, bit for bit).
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
+  const int64_t batch = x.size(0), in = x.size(-1), out_features = w.size(0);
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = out_features;
+  at::Tensor out = at::empty(sizes, x.options());
+  const at::Tensor wt = w.t();
+  for (int64_t i = 0; i < batch; ++i) {
+    at::Tensor oi = out[i].view({-1, out_features});  // contiguous slice of `out`
+    at::mm_out(oi, x[i].reshape({-1, in}), wt);
+  }
+  if (b.defined()) out.add_(b);
+  return out;
+}
+
 at::Tensor LayerNormNoAffine(const at::Tensor& x, double eps) {
   return at::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, eps);
 }
@@ -150,7 +168,7 @@ at::Tensor DitModel::TimestepEmbedding(const at::Tensor& t) const {
   at::Tensor freqs = at::exp(at::arange(0, half, f32) * (-std::log(10000.0)) / half);
   at::Tensor args = t.to(at::kFloat).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
   at::Tensor emb = at::cat({at::cos(args), at::sin(args)}, -1).to(options_.dtype);
-  return at::linear(at::silu(at::linear(emb, t1_w_, t1_b_)), t2_w_, t2_b_);  // [B, D]
+  return Linear(at::silu(Linear(emb, t1_w_, t1_b_)), t2_w_, t2_b_);  // [B, D]
 }
 
 at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace) const {
@@ -206,19 +224,19 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace
                      .view({batch, c, frames, gh, ph, gw, pw})
                      .permute({0, 2, 3, 5, 1, 4, 6})
                      .reshape({batch, n, c * ph * pw});
-  x = at::linear(x, patch_w_, patch_b_);  // [B, N, D]
+  x = Linear(x, patch_w_, patch_b_);  // [B, N, D]
   if (trace) (*trace)["dbg/patch_tokens"] = x.slice(0, 0, 1);
 
   const at::Tensor t = at::stack(timesteps).to(options_.device);  // [B]
   const at::Tensor temb = TimestepEmbedding(t);                    // [B, D]
-  const at::Tensor t0 = at::linear(at::silu(temb), t_block_w_, t_block_b_);  // [B, 6D]
+  const at::Tensor t0 = Linear(at::silu(temb), t_block_w_, t_block_b_);  // [B, 6D]
   if (trace) {
     (*trace)["dbg/temb"] = temb.slice(0, 0, 1);
     (*trace)["dbg/t0"] = t0.slice(0, 0, 1);
   }
 
   // Caption: RMSNorm(fc2(gelu_tanh(fc1(E)))) -> [B, L, D]
-  at::Tensor y = at::linear(GeluTanh(at::linear(at::stack(captions), cap1_w_, cap1_b_)), cap2_w_,
+  at::Tensor y = Linear(GeluTanh(Linear(at::stack(captions), cap1_w_, cap1_b_)), cap2_w_,
                             cap2_b_);
   if (trace) (*trace)["dbg/y_proj"] = y.slice(0, 0, 1).unsqueeze(1);
   y = RmsNorm(y, cap_norm_, DitConfig::kCaptionNormEps);
@@ -237,7 +255,7 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace
   at::Tensor mod = final_sst_.unsqueeze(0) + temb.unsqueeze(1);  // [B, 2, D]
   at::Tensor shift = mod.slice(1, 0, 1), scale = mod.slice(1, 1, 2);
   x = LayerNormNoAffine(x, config_.norm_eps) * (1 + scale) + shift;
-  x = at::linear(x, proj_w_, proj_b_);  // [B, N, ph*pw*C_out]
+  x = Linear(x, proj_w_, proj_b_);  // [B, N, ph*pw*C_out]
   if (trace) (*trace)["dbg/final_layer_out"] = x.slice(0, 0, 1);
   // Unpatchify: [B, F, gh, gw, ph, pw, C] -> [B, C, F, gh, ph, gw, pw] -> [B, C, F, H, W]
   const int64_t co = config_.out_channels;
@@ -290,7 +308,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DitModel::SelfAttention(int64_t l
   const Block& b = blocks_[layer];
   const int64_t batch = h.size(0), n = h.size(1), d = h.size(2);
   const int64_t heads = config_.num_attention_heads, hd = config_.attention_head_dim;
-  std::vector<at::Tensor> qkv = at::linear(h, b.qkv_w).chunk(3, -1);  // 3 x [B, N, D]
+  std::vector<at::Tensor> qkv = Linear(h, b.qkv_w).chunk(3, -1);  // 3 x [B, N, D]
   // φ = ReLU after the across-heads RMSNorm (eps 1e-5); v is not normalised.
   at::Tensor q = at::relu(RmsNorm(qkv[0], b.norm_q, DitConfig::kSelfAttnNormEps))
                      .view({batch, n, heads, hd});
@@ -320,15 +338,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DitModel::SelfAttention(int64_t l
   at::Tensor den = at::matmul(qf, z.unsqueeze(-1));               // [B, H, N, 1]
   at::Tensor o = num * at::reciprocal(den + DitConfig::kLinearAttnEps);
   o = o.transpose(1, 2).reshape({batch, n, d}).to(h.scalar_type());
-  return {at::linear(o, b.out_w, b.out_b), s_own, z_own};
+  return {Linear(o, b.out_w, b.out_b), s_own, z_own};
 }
 
 at::Tensor DitModel::CrossAttention(const Block& b, const at::Tensor& x, const at::Tensor& y,
                                     const at::Tensor& mask_bias) const {
   const int64_t batch = x.size(0), n = x.size(1), l = y.size(1);
   const int64_t heads = config_.num_cross_attention_heads, hd = config_.cross_attention_head_dim;
-  at::Tensor q = RmsNorm(at::linear(x, b.cq_w, b.cq_b), b.cnorm_q, DitConfig::kCrossAttnNormEps);
-  std::vector<at::Tensor> kv = at::linear(y, b.ckv_w, b.ckv_b).chunk(2, -1);
+  at::Tensor q = RmsNorm(Linear(x, b.cq_w, b.cq_b), b.cnorm_q, DitConfig::kCrossAttnNormEps);
+  std::vector<at::Tensor> kv = Linear(y, b.ckv_w, b.ckv_b).chunk(2, -1);
   at::Tensor k = RmsNorm(kv[0], b.cnorm_k, DitConfig::kCrossAttnNormEps);
   // [B, N, D] -> [B, H, N, d]; [B, L, D] -> [B, H, L, d]
   at::Tensor qh = q.view({batch, n, heads, hd}).transpose(1, 2);
@@ -336,7 +354,7 @@ at::Tensor DitModel::CrossAttention(const Block& b, const at::Tensor& x, const a
   at::Tensor vh = kv[1].view({batch, l, heads, hd}).transpose(1, 2);
   at::Tensor o = SoftmaxAttention(qh, kh, vh, mask_bias, 1.0 / std::sqrt(static_cast<double>(hd)));
   o = o.transpose(1, 2).reshape({batch, n, heads * hd});
-  return at::linear(o, b.cout_w, b.cout_b);
+  return Linear(o, b.cout_w, b.cout_b);
 }
 
 std::pair<at::Tensor, at::Tensor> DitModel::FeedForward(int64_t layer, const at::Tensor& h,
@@ -347,7 +365,7 @@ std::pair<at::Tensor, at::Tensor> DitModel::FeedForward(int64_t layer, const at:
   const int64_t batch = h.size(0), n = h.size(1), d = h.size(2), hw = grid_h * grid_w;
   const int64_t glu = b.point_w.size(1);  // F (the GLU halves of the 2F expansion)
   // 1x1 inverted conv + SiLU, in token layout: [B, N, 2F]
-  at::Tensor u = at::silu(at::linear(h, b.inv_w, b.inv_b));
+  at::Tensor u = at::silu(Linear(h, b.inv_w, b.inv_b));
   // Depthwise 3x3 per frame. [B, N, 2F] = [B*F, gh, gw, 2F] viewed as NCHW with
   // channels-last strides, so cuDNN/oneDNN read it without a transpose.
   at::Tensor u4 = u.view({batch * frames, grid_h, grid_w, 2 * glu}).permute({0, 3, 1, 2});
@@ -356,7 +374,7 @@ std::pair<at::Tensor, at::Tensor> DitModel::FeedForward(int64_t layer, const at:
   // back to token layout [B*F, gh, gw, 2F] -> [B, N, 2F]
   u = u4.permute({0, 2, 3, 1}).reshape({batch, n, 2 * glu});
   at::Tensor p = u.slice(-1, 0, glu) * at::silu(u.slice(-1, glu, 2 * glu));
-  at::Tensor big_p = at::linear(p, b.point_w).view({batch, frames, hw, d});  // P [B, F, hw, D]
+  at::Tensor big_p = Linear(p, b.point_w).view({batch, frames, hw, d});  // P [B, F, hw, D]
 
   // Temporal conv with residual: out_t = P_t + W0 P_{t-1} + W1 P_t + W2 P_{t+1}, with
   // P_{-1} = the previous block's cached last frame and P_F = 0 (model.md §5).
@@ -366,7 +384,7 @@ std::pair<at::Tensor, at::Tensor> DitModel::FeedForward(int64_t layer, const at:
   at::Tensor padded = at::cat({left, big_p, at::zeros_like(left)}, 1);     // [B, F+2, hw, D]
   at::Tensor taps = at::cat({padded.slice(1, 0, frames), big_p, padded.slice(1, 2, frames + 2)},
                             -1);                                           // [B, F, hw, 3D]
-  at::Tensor out = big_p + at::linear(taps, b.temp_w);
+  at::Tensor out = big_p + Linear(taps, b.temp_w);
   return {out.view({batch, n, d}), big_p.select(1, frames - 1)};  // [B, N, D], [B, hw, D]
 }
 

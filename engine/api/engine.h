@@ -1,0 +1,214 @@
+// The engine facade: everything the server needs, and nothing of LibTorch.
+//
+// An Engine keeps the models resident, admits generation sessions into fixed-size state
+// slots (or queues them), batches their DiT forwards, decodes and encodes each finished
+// block on a separate worker, and hands the encoded chunks to the session's ChunkSink.
+// Errors are absl::Status with canonical codes; nothing throws across this API.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace longsana::engine {
+
+using SessionId = uint64_t;
+
+enum class DeviceKind { kCpu, kCuda };
+enum class PromptSwitchMode {
+  kImmediate,  // the next block that has not started uses the new caption
+  kRecache,    // first re-run the previous block's cache pass with it (model.md §7.5)
+};
+
+struct EncodeOptions {
+  std::optional<int> crf;              // H.264 constant quality [0, 51] (default 23)
+  std::optional<int64_t> bitrate_bps;  // or an average bitrate; not both
+  std::string preset = "veryfast";     // x264 preset
+};
+
+struct PromptChange {
+  int64_t block = 0;   // first block that uses `prompt` (>= 1)
+  std::string prompt;
+};
+
+// A generation request, as validated by Engine::ValidateSpec.
+struct SessionSpec {
+  std::string prompt;
+  std::vector<PromptChange> prompt_timeline;  // strictly increasing blocks
+  int width = 832;                            // pixels, multiple of 16
+  int height = 480;
+  int num_frames = 81;                        // 1 + 4k video frames (16 fps: 16 s + 1)
+  uint64_t seed = 0;                          // 0: the engine picks one and reports it
+  std::vector<double> timesteps;              // empty: {1000, 960, 889, 727}
+  int num_cached_blocks = -1;                 // -1 global context, K > 0 last K blocks
+  int motion_score = 10;
+  EncodeOptions encode;
+  int priority = 0;                           // higher wins among equal deadlines
+  bool interactive = false;                   // allows RECACHE switches (more state memory)
+};
+
+struct SessionInfo {
+  SessionId id = 0;
+  uint64_t seed = 0;
+  int width = 0, height = 0;
+  int num_frames = 0;           // video frames
+  int64_t latent_frames = 0;
+  int64_t num_blocks = 0;
+  std::vector<int64_t> block_first_frames;  // first video frame of each block
+  std::vector<double> timesteps;
+  int num_cached_blocks = -1;
+  int motion_score = 10;
+  int fps = 16;
+  int queue_position = 0;       // 0: admitted and running; k > 0: k-th in the queue
+  int64_t slot_bytes = 0;       // state + decoder cache + caption bytes reserved
+};
+
+struct VideoChunk {
+  int64_t sequence = 0;         // 0 is the init segment, then one per block in order
+  int64_t block_index = -1;     // -1 for the init segment
+  int64_t first_frame = 0;      // index of the chunk's first video frame
+  int num_frames = 0;
+  double presentation_seconds = 0;  // first_frame / fps
+  double duration_seconds = 0;
+  std::string mime_type;        // e.g. video/mp4; codecs="avc1.64001e"
+  std::string bytes;            // init segment (ftyp+moov) or one moof+mdat fragment
+};
+
+struct CommandAck {
+  uint64_t command_id = 0;
+  int64_t effective_block = 0;  // the block at which the command takes effect
+  std::string detail;
+};
+
+struct BlockTiming {
+  int64_t block = 0;
+  double dit_seconds = 0;       // sum of this block's forwards (batched time, shared)
+  double decode_seconds = 0;
+  double encode_seconds = 0;
+  double ready_seconds = 0;     // since the session started, when the chunk was handed over
+};
+
+struct CompletionStats {
+  int64_t frames = 0;
+  int64_t blocks = 0;
+  double time_to_first_chunk_seconds = 0;  // from start (admission) to the first fragment
+  double queue_seconds = 0;
+  double total_seconds = 0;                // from start to the last chunk
+  double generation_fps = 0;               // frames / total_seconds
+  std::vector<BlockTiming> block_timings;
+};
+
+// Receives one session's events. Implemented by the server (and by tests).
+// Calls for one session never overlap and arrive in this order: OnQueued* while waiting,
+// OnStarted, then OnProgress / OnChunk / OnCommandAck interleaved, then exactly one of
+// OnCompleted or OnFailed, after which nothing more. Calls come from engine threads: keep
+// them short and non-blocking.
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  virtual void OnQueued(int position, double estimated_start_seconds) = 0;
+  virtual void OnStarted() = 0;
+  virtual void OnProgress(int64_t block, int step, int num_steps) = 0;
+  virtual void OnChunk(VideoChunk chunk) = 0;
+  virtual void OnCommandAck(const CommandAck& ack) = 0;
+  virtual void OnCompleted(const CompletionStats& stats) = 0;
+  virtual void OnFailed(const absl::Status& status) = 0;
+  // Backpressure: while true the engine schedules no new forwards for this session, so a
+  // slow reader buffers at most its outbox plus the blocks already in the pipeline, and
+  // other sessions are unaffected. Thread-safe; polled by the scheduler.
+  virtual bool Congested() const { return false; }
+};
+
+struct EngineConfig {
+  std::string model_dir;
+  DeviceKind device = DeviceKind::kCpu;
+  int threads = 0;                  // CPU intra-op threads; 0: one per core
+  int max_sessions = 4;             // admitted (running) sessions
+  int64_t memory_budget_bytes = 0;  // bytes of session slots; 0: only max_sessions limits
+  int queue_size = 16;              // waiting sessions beyond which Submit fails
+  int max_batch = 8;                // work items per DiT forward
+  int max_num_frames = 961;         // per session, extensions included
+  int min_dimension = 32;           // width/height limits in pixels (multiples of 16)
+  int max_dimension = 1280;
+  int caption_len = 300;            // caption tokens (BOS + L-1)
+  bool text_softcap = false;        // Gemma-2 attention soft-cap (binding decision 1)
+  bool exact_timesteps = false;     // binding decision 2 (default: bf16-rounded)
+  int fps = 16;
+  int encoder_threads = 0;          // x264 threads per session encoder; 0: automatic
+  uint64_t seed_base = 0;           // seeds for seed=0 requests: 0 = from the clock
+  absl::Status Validate() const;    // InvalidArgument naming the field
+};
+
+struct EngineStats {
+  int running = 0;
+  int queued = 0;
+  int admissible = 0;               // more sessions that fit now (slots and budget)
+  int max_sessions = 0;
+  int64_t slot_bytes_in_use = 0;
+  int64_t memory_budget_bytes = 0;
+  uint64_t completed = 0, failed = 0, cancelled = 0, rejected = 0;
+  uint64_t forwards = 0, forward_items = 0;  // DiT forwards run and work items in them
+  bool draining = false;
+};
+
+struct ModelInfo {
+  std::string model_dir;
+  std::string pipeline_class, transformer_class, vae_class, text_encoder_class;
+  int64_t transformer_params = 0, text_encoder_params = 0, vae_params = 0;
+  std::string device;               // "cpu", "cuda"
+  std::string dtype;                // "float32", "bfloat16"
+  int fps = 16;
+  int block_latent_frames = 10;
+  int default_width = 832, default_height = 480;
+  int min_dimension = 32, max_dimension = 1280, dimension_multiple = 16;
+  int max_num_frames = 961;
+  std::string version;              // longsana-serve version
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Checks a request against the model and the limits: InvalidArgument naming the field
+  // and the allowed values. Fills defaults is the caller's job (see SessionSpec).
+  virtual absl::Status ValidateSpec(const SessionSpec& spec) const = 0;
+  // Validates, then admits the session or queues it (SessionInfo::queue_position > 0).
+  // ResourceExhausted when the queue is full; Unavailable while draining or unhealthy.
+  // Events go to `sink` (also the OnFailed for a later failure).
+  virtual absl::StatusOr<SessionInfo> Submit(SessionSpec spec,
+                                             std::shared_ptr<ChunkSink> sink) = 0;
+  // Drops a queued or running session at the next step boundary and frees its slot; the
+  // sink gets OnFailed(reason) unless the session already ended. Unknown ids are ignored.
+  virtual void Cancel(SessionId id, const absl::Status& reason) = 0;
+
+  // Interactive commands; each returns (and sends to the sink) the block where it takes
+  // effect. NotFound for an unknown or finished session; InvalidArgument for bad values.
+  virtual absl::StatusOr<CommandAck> SwitchPrompt(SessionId id, uint64_t command_id,
+                                                  std::string prompt, PromptSwitchMode mode) = 0;
+  virtual absl::StatusOr<CommandAck> Extend(SessionId id, uint64_t command_id,
+                                            int num_frames) = 0;
+  virtual absl::StatusOr<CommandAck> Stop(SessionId id, uint64_t command_id) = 0;
+
+  virtual EngineStats Stats() const = 0;
+  virtual ModelInfo Info() const = 0;
+  // False after an unrecoverable device error (the server then reports NOT_SERVING).
+  virtual bool Healthy() const = 0;
+
+  // Stops admitting (Submit returns Unavailable), waits up to `timeout` for running and
+  // queued sessions to finish, then cancels what is left with Unavailable. Idempotent.
+  virtual void Drain(std::chrono::milliseconds timeout) = 0;
+};
+
+// Loads every model from config.model_dir onto the device and runs one warm-up forward;
+// returns when the engine is ready to serve. InvalidArgument for a bad config, NotFound /
+// InvalidArgument for a bad model directory (naming the file and field or key),
+// FailedPrecondition when the device is unavailable.
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config);
+
+}  // namespace longsana::engine
