@@ -17,6 +17,9 @@ struct ParityOptions {
   TimestepMode timesteps = TimestepMode::kBf16Rounded;
   bool softcap = false;     // Gemma-2 attention logit soft-cap (eager behaviour)
   std::string device = "cpu";  // "cpu" or "cuda"
+  // e2e: the user prompt. Empty: prompt 0 of the golden set's tokenizer sidecar
+  // (tokenizer.json beside the golden), with its motion-score suffix removed.
+  std::string prompt;
 };
 
 }  // namespace longsana::engine

@@ -1,6 +1,9 @@
 #include "tools/parity/parity_components.h"
 
+#include "engine/models/wan_vae/wan_vae_parity.h"
+#include "engine/parity/e2e_parity.h"
 #include "engine/sampler/dit_parity.h"
+#include "engine/text/text_parity.h"
 
 namespace longsana::tools {
 
@@ -9,6 +12,10 @@ const std::map<std::string, ParityRunner>& ParityComponents() {
       {"dit-forward", engine::RunDitForwardParity},
       {"dit-state", engine::RunDitStateParity},
       {"sampler", engine::RunSamplerParity},
+      {"tokenizer", engine::RunTokenizerParity},
+      {"gemma2", engine::RunGemma2Parity},
+      {"vae", engine::RunVaeParity},
+      {"e2e", engine::RunE2eParity},
   };
   return kComponents;
 }

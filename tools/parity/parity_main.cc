@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -28,6 +29,8 @@ ABSL_FLAG(bool, softcap, false, "Gemma-2 attention logit soft-cap (eager behavio
 ABSL_FLAG(bool, verbose, false, "also compare the dbg/* intermediate tensors");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0: one per core)");
+ABSL_FLAG(std::string, prompt, "",
+          "e2e: the user prompt (default: prompt 0 of the set's tokenizer.json sidecar)");
 
 int main(int argc, char** argv) {
   const auto& components = longsana::tools::ParityComponents();
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
   options.verbose = absl::GetFlag(FLAGS_verbose);
   options.softcap = absl::GetFlag(FLAGS_softcap);
   options.device = absl::GetFlag(FLAGS_device);
+  options.prompt = absl::GetFlag(FLAGS_prompt);
   const std::string ts = absl::GetFlag(FLAGS_timesteps);
   if (ts == "bf16") {
     options.timesteps = longsana::engine::TimestepMode::kBf16Rounded;
@@ -69,7 +73,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--device must be cpu or cuda, got '%s'\n", options.device.c_str());
     return 2;
   }
-  if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  const int threads = absl::GetFlag(FLAGS_threads);
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
   if (options.device == "cuda") {
     // GOLDENS.md §5: TF32 alone breaks the fp32 tolerances.
     at::globalContext().setAllowTF32CuBLAS(false);
