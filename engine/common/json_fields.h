@@ -87,6 +87,24 @@ class JsonFields {
   const nlohmann::json& object_;
 };
 
+// Runs config.Validate(); on failure the InvalidArgument is prefixed with `source` (the file).
+template <typename Config>
+absl::StatusOr<Config> Validated(Config config, const std::string& source) {
+  absl::Status valid = config.Validate();
+  if (!valid.ok()) {
+    return absl::InvalidArgumentError(source + ": " + std::string(valid.message()));
+  }
+  return config;
+}
+
+// Config::FromJson(ReadJsonObjectFile(path), path).
+template <typename Config>
+absl::StatusOr<Config> ConfigFromFile(const std::string& path) {
+  absl::StatusOr<nlohmann::json> json = ReadJsonObjectFile(path);
+  if (!json.ok()) return json.status();
+  return Config::FromJson(*json, path);
+}
+
 // "string", "integer", "number", "boolean", "array", "object" or "null": for messages.
 std::string_view JsonTypeName(const nlohmann::json& v);
 

@@ -50,9 +50,7 @@ absl::StatusOr<ModelIndex> ModelIndex::FromJson(const nlohmann::json& json,
     }
     index.components[key] = Component{value[0].get<std::string>(), value[1].get<std::string>()};
   }
-  absl::Status valid = index.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return index;
+  return Validated(std::move(index), source);
 }
 
 absl::Status ModelIndex::Validate() const {

@@ -42,7 +42,10 @@ absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfi
   if (config.device == DeviceKind::kCuda && !at::hasCUDA()) {
     return absl::FailedPreconditionError("device: cuda requested but no CUDA device is available");
   }
-  if (config.threads > 0) at::set_num_threads(config.threads);
+  // Process-wide: the engine owns the process's compute. 0 means one thread per core
+  // (LibTorch's own default is 1 on some builds).
+  at::set_num_threads(config.threads > 0 ? config.threads
+                                         : std::max(1u, std::thread::hardware_concurrency()));
   std::unique_ptr<EngineImpl> engine(new EngineImpl(config));
   LONGSANA_RETURN_IF_ERROR(engine->Load());
   LONGSANA_RETURN_IF_ERROR(engine->WarmUp());
@@ -148,9 +151,7 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
     return bad("num_frames", StrCat("must be 1 + 4k in [1, ", config_.max_num_frames, "], got ",
                                     spec.num_frames));
   }
-  SamplerOptions sampler;
-  if (!spec.timesteps.empty()) sampler.timesteps = spec.timesteps;
-  sampler.num_cached_blocks = spec.num_cached_blocks;
+  const SamplerOptions sampler = SamplerOptionsFor(spec);
   LONGSANA_RETURN_IF_ERROR(sampler.Validate());
   if (spec.motion_score < 1 || spec.motion_score > 100) {
     return bad("motion_score", StrCat("must be in [1, 100], got ", spec.motion_score));
@@ -170,6 +171,21 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
     }
     previous = change.block;
   }
+  absl::Status enc_status = EncoderSettingsFor(spec).Validate();
+  if (!enc_status.ok()) return bad("output", std::string(enc_status.message()));
+  return absl::OkStatus();
+}
+
+SamplerOptions EngineImpl::SamplerOptionsFor(const SessionSpec& spec) const {
+  SamplerOptions options;
+  if (!spec.timesteps.empty()) options.timesteps = spec.timesteps;
+  options.timestep_mode =
+      config_.exact_timesteps ? TimestepMode::kExact : TimestepMode::kBf16Rounded;
+  options.num_cached_blocks = spec.num_cached_blocks;
+  return options;
+}
+
+EncoderSettings EngineImpl::EncoderSettingsFor(const SessionSpec& spec) const {
   EncoderSettings enc;
   enc.width = spec.width;
   enc.height = spec.height;
@@ -177,9 +193,8 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   enc.crf = spec.encode.crf;
   enc.bitrate_bps = spec.encode.bitrate_bps;
   enc.preset = spec.encode.preset;
-  absl::Status enc_status = enc.Validate();
-  if (!enc_status.ok()) return bad("output", std::string(enc_status.message()));
-  return absl::OkStatus();
+  enc.threads = config_.encoder_threads;
+  return enc;
 }
 
 absl::StatusOr<int64_t> EngineImpl::SlotBytes(const SessionSpec& spec) const {

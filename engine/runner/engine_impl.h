@@ -71,6 +71,9 @@ class EngineImpl final : public Engine {
   absl::Status Load();
   absl::Status WarmUp();
 
+  SamplerOptions SamplerOptionsFor(const SessionSpec& spec) const;
+  EncoderSettings EncoderSettingsFor(const SessionSpec& spec) const;
+
   void RunnerLoop();
   void MediaLoop();
   // Creates a just-admitted session's sampler, VAE cache and encoder (runner thread).

@@ -3,8 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "engine/common/status_macros.h"
+#if LONGSANA_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 #include "engine/runner/engine_impl.h"
 #include "engine/runner/engine_session.h"
 
@@ -42,20 +47,8 @@ void EngineImpl::QueueUpdatesLocked(std::vector<Notification>* notes) {
 
 absl::Status EngineImpl::SetUp(Session& s) {
   const SessionSpec& spec = s.spec;
-  SamplerOptions options;
-  options.timesteps = spec.timesteps;
-  options.timestep_mode =
-      config_.exact_timesteps ? TimestepMode::kExact : TimestepMode::kBf16Rounded;
-  options.num_cached_blocks = spec.num_cached_blocks;
-  EncoderSettings enc;
-  enc.width = spec.width;
-  enc.height = spec.height;
-  enc.fps = config_.fps;
-  enc.crf = spec.encode.crf;
-  enc.bitrate_bps = spec.encode.bitrate_bps;
-  enc.preset = spec.encode.preset;
-  enc.threads = config_.encoder_threads;
-  LONGSANA_ASSIGN_OR_RETURN(s.encoder, Fmp4Encoder::Create(enc));
+  const SamplerOptions options = SamplerOptionsFor(spec);
+  LONGSANA_ASSIGN_OR_RETURN(s.encoder, Fmp4Encoder::Create(EncoderSettingsFor(spec)));
   try {
     LONGSANA_ASSIGN_OR_RETURN(s.vae_cache, vae_->NewCache(spec.height / 8, spec.width / 8));
     s.sampler = std::make_unique<SamplerSession>(
@@ -249,6 +242,10 @@ void EngineImpl::Execute(std::vector<std::shared_ptr<Session>>& batch) {
     if (note) note();
   }
   if (!jobs.empty()) {
+#if LONGSANA_TORCH_CUDA
+    // The finished latents must be computed before another stream reads them.
+    if (device_.is_cuda()) c10::cuda::getCurrentCUDAStream().synchronize();
+#endif
     {
       std::lock_guard lock(media_mu_);
       for (auto& j : jobs) media_jobs_.push_back(std::move(j));
@@ -272,6 +269,13 @@ void EngineImpl::MarkUnhealthyIfDeviceBroken() {
 // Media worker
 
 void EngineImpl::MediaLoop() {
+#if LONGSANA_TORCH_CUDA
+  // Decode on a stream of its own so it overlaps the runner's forwards on the GPU.
+  std::optional<c10::cuda::CUDAStreamGuard> stream_guard;
+  if (device_.is_cuda()) {
+    stream_guard.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index()));
+  }
+#endif
   while (true) {
     MediaJob job;
     {
@@ -306,6 +310,11 @@ void EngineImpl::ProcessMediaJob(MediaJob& job) {
   absl::StatusOr<EncodedFragment> fragment;
   try {
     const auto t0 = Clock::now();
+#if LONGSANA_TORCH_CUDA
+    // The latent was allocated on the runner's stream: keep the caching allocator from
+    // handing its memory back to that stream while this stream still reads it.
+    if (job.latent.is_cuda()) job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
+#endif
     at::Tensor video = vae_->DecodeBlock(job.latent.unsqueeze(0), s.vae_cache.get());
     at::Tensor frames = VideoToUint8Frames(video).to(at::kCPU).contiguous();  // [F, H, W, 3]
     const auto t1 = Clock::now();

@@ -13,9 +13,7 @@ absl::StatusOr<SchedulerConfig> SchedulerConfig::FromJson(const nlohmann::json& 
   LONGSANA_RETURN_IF_ERROR(f.Optional("_class_name", &c.class_name));
   LONGSANA_RETURN_IF_ERROR(f.Optional("num_train_timesteps", &c.num_train_timesteps));
   LONGSANA_RETURN_IF_ERROR(f.Optional("shift", &c.shift));
-  absl::Status valid = c.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return c;
+  return Validated(std::move(c), source);
 }
 
 absl::Status SchedulerConfig::Validate() const {

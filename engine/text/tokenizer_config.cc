@@ -41,9 +41,7 @@ absl::StatusOr<TokenizerConfig> TokenizerConfig::FromJson(const nlohmann::json& 
   LONGSANA_RETURN_IF_ERROR(ReadSpecialToken(f, json, "eos_token", &c.eos_token));
   LONGSANA_RETURN_IF_ERROR(ReadSpecialToken(f, json, "pad_token", &c.pad_token));
   LONGSANA_RETURN_IF_ERROR(ReadSpecialToken(f, json, "unk_token", &c.unk_token));
-  absl::Status valid = c.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return c;
+  return Validated(std::move(c), source);
 }
 
 absl::StatusOr<TokenizerConfig> TokenizerConfig::FromDirectory(const std::string& dir) {

@@ -43,14 +43,11 @@ absl::StatusOr<Gemma2Config> Gemma2Config::FromJson(const nlohmann::json& json,
   LONGSANA_RETURN_IF_ERROR(f.Optional("pad_token_id", &c.pad_token_id));
   LONGSANA_RETURN_IF_ERROR(f.Optional("bos_token_id", &c.bos_token_id));
   LONGSANA_RETURN_IF_ERROR(f.Optional("eos_token_id", &c.eos_token_id));
-  absl::Status valid = c.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return c;
+  return Validated(std::move(c), source);
 }
 
 absl::StatusOr<Gemma2Config> Gemma2Config::FromFile(const std::string& path) {
-  LONGSANA_ASSIGN_OR_RETURN(nlohmann::json json, ReadJsonObjectFile(path));
-  return FromJson(json, path);
+  return ConfigFromFile<Gemma2Config>(path);
 }
 
 absl::Status Gemma2Config::Validate() const {

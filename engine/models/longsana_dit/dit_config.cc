@@ -29,14 +29,11 @@ absl::StatusOr<DitConfig> DitConfig::FromJson(const nlohmann::json& json,
   LONGSANA_RETURN_IF_ERROR(f.Optional("rope_max_seq_len", &c.rope_max_seq_len));
   LONGSANA_RETURN_IF_ERROR(f.Optional("guidance_embeds", &c.guidance_embeds));
   LONGSANA_RETURN_IF_ERROR(f.Optional("sample_size", &c.sample_size));
-  absl::Status valid = c.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return c;
+  return Validated(std::move(c), source);
 }
 
 absl::StatusOr<DitConfig> DitConfig::FromFile(const std::string& path) {
-  LONGSANA_ASSIGN_OR_RETURN(nlohmann::json json, ReadJsonObjectFile(path));
-  return FromJson(json, path);
+  return ConfigFromFile<DitConfig>(path);
 }
 
 absl::Status DitConfig::Validate() const {

@@ -44,14 +44,11 @@ absl::StatusOr<WanVaeConfig> WanVaeConfig::FromJson(const nlohmann::json& json,
   LONGSANA_RETURN_IF_ERROR(f.Required("latents_mean", &c.latents_mean));
   LONGSANA_RETURN_IF_ERROR(f.Required("latents_std", &c.latents_std));
   LONGSANA_RETURN_IF_ERROR(f.Optional("dropout", &c.dropout));
-  absl::Status valid = c.Validate();
-  if (!valid.ok()) return absl::InvalidArgumentError(StrCat(source, ": ", valid.message()));
-  return c;
+  return Validated(std::move(c), source);
 }
 
 absl::StatusOr<WanVaeConfig> WanVaeConfig::FromFile(const std::string& path) {
-  LONGSANA_ASSIGN_OR_RETURN(nlohmann::json json, ReadJsonObjectFile(path));
-  return FromJson(json, path);
+  return ConfigFromFile<WanVaeConfig>(path);
 }
 
 absl::Status WanVaeConfig::Validate() const {
