@@ -1,0 +1,55 @@
+// The `longsana` CLI's commands. Each returns the process exit code:
+//   0             success
+//   2             usage error
+//   3             local I/O error (the output file)
+//   10 + code     the server ended the call with gRPC status `code` (e.g. 13 INVALID_ARGUMENT,
+//                 18 RESOURCE_EXHAUSTED, 24 UNAVAILABLE, 14 DEADLINE_EXCEEDED); the status
+//                 message is printed on stderr.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace longsana::client {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitIo = 3;
+inline constexpr int kExitRpcBase = 10;
+
+struct ConnectionOptions {
+  std::string server = "localhost:50051";
+  double timeout_seconds = 0;  // whole call; 0 = no deadline
+};
+
+// GenerateRequest fields; 0 / empty = the server's default.
+struct RequestOptions {
+  int width = 0;
+  int height = 0;
+  int frames = 0;
+  double duration_seconds = 0;
+  uint64_t seed = 0;
+  std::vector<double> timesteps;
+  std::optional<int> num_cached_blocks;
+  std::optional<int> motion_score;
+  std::optional<int> crf;
+  int64_t bitrate_bps = 0;
+  std::string preset;
+  int priority = 0;
+};
+
+// Streams a video into `output` ("-" = stdout) as chunks arrive.
+int Generate(const ConnectionOptions& connection, const std::string& prompt,
+             const RequestOptions& request, const std::string& output);
+
+// Interactive session: `prompt` (or, if empty, the first stdin line) starts the video; each
+// further stdin line switches the prompt; "/recache PROMPT", "/extend N", "/stop", "/quit".
+int Session(const ConnectionOptions& connection, const std::string& prompt,
+            const RequestOptions& request, const std::string& output);
+
+// GetServerInfo, pretty-printed (or as JSON).
+int Info(const ConnectionOptions& connection, bool json);
+
+}  // namespace longsana::client

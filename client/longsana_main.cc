@@ -1,0 +1,133 @@
+// longsana: command-line client of longsana-serve.
+//
+//   longsana generate PROMPT -o out.mp4 [--server HOST:PORT] [--width W --height H]
+//            [--frames N | --duration S] [--seed S] [--timeout S] ...
+//   longsana session [PROMPT] -o out.mp4 ...   (stdin: a line switches the prompt;
+//                                               /recache PROMPT, /extend N, /stop, /quit)
+//   longsana info [--json]
+//
+// Flags may be written with dashes or underscores. Exit codes: see client/commands.h.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "client/commands.h"
+
+ABSL_FLAG(std::string, server, "localhost:50051", "Server address host:port.");
+ABSL_FLAG(double, timeout, 0, "Deadline for the whole call in seconds; 0 = none.");
+ABSL_FLAG(std::string, o, "", "Output MP4 file ('-' = stdout); same as --output.");
+ABSL_FLAG(std::string, output, "", "Output MP4 file ('-' = stdout).");
+ABSL_FLAG(int, width, 0, "Frame width in pixels (multiple of 16); 0 = server default.");
+ABSL_FLAG(int, height, 0, "Frame height in pixels (multiple of 16); 0 = server default.");
+ABSL_FLAG(int, frames, 0, "Video frames (1 + 4k); 0 = server default (81).");
+ABSL_FLAG(double, duration, 0, "Length in seconds instead of --frames.");
+ABSL_FLAG(uint64_t, seed, 0, "Seed; 0 = the server picks one (and reports it).");
+ABSL_FLAG(std::vector<std::string>, timesteps, {},
+          "Denoising timesteps, comma-separated, strictly decreasing in (0, 1000].");
+ABSL_FLAG(int, num_cached_blocks, 0, "Context blocks (-1 = all); 0 = server default.");
+ABSL_FLAG(int, motion_score, 0, "Motion score 1..100; 0 = server default (10).");
+ABSL_FLAG(int, crf, -1, "H.264 constant quality 1..51; -1 = server default (23).");
+ABSL_FLAG(int64_t, bitrate, 0, "Average bitrate in bits/s instead of --crf.");
+ABSL_FLAG(std::string, preset, "", "x264 preset (ultrafast .. placebo).");
+ABSL_FLAG(int, priority, 0, "Scheduling priority.");
+ABSL_FLAG(bool, json, false, "info: print JSON.");
+
+namespace {
+
+using longsana::client::kExitUsage;
+
+void NormalizeFlagDashes(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (std::strcmp(arg, "--") == 0) break;
+    if (arg[0] != '-' || arg[1] == '\0') continue;
+    char* name = arg + (arg[1] == '-' ? 2 : 1);
+    for (char* p = name; *p != '\0' && *p != '='; ++p) {
+      if (*p == '-') *p = '_';
+    }
+  }
+}
+
+int Usage(const std::string& message) {
+  fmt::print(stderr, "longsana: {}\n{}", message, std::string(absl::ProgramUsageMessage()));
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "usage:\n"
+      "  longsana generate PROMPT -o OUT.mp4 [--server HOST:PORT] [--width W --height H]\n"
+      "                   [--frames N | --duration S] [--seed S] [--timeout S] [...]\n"
+      "  longsana session [PROMPT] -o OUT.mp4 [...]   then, on stdin: a new prompt per line,\n"
+      "                   /recache PROMPT, /extend N, /stop, /quit\n"
+      "  longsana info [--json]\n"
+      "exit codes: 0 ok, 2 usage, 3 output file error, 10 + gRPC status code when the server\n"
+      "ends the call with an error (e.g. 13 INVALID_ARGUMENT, 24 UNAVAILABLE)\n");
+  NormalizeFlagDashes(argc, argv);
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) return Usage("missing command");
+  const std::string command = args[1];
+
+  longsana::client::ConnectionOptions connection;
+  connection.server = absl::GetFlag(FLAGS_server);
+  connection.timeout_seconds = absl::GetFlag(FLAGS_timeout);
+  if (!std::isfinite(connection.timeout_seconds) || connection.timeout_seconds < 0) {
+    return Usage("--timeout must be >= 0 seconds");
+  }
+
+  if (command == "info") {
+    if (args.size() > 2) return Usage("info takes no arguments");
+    return longsana::client::Info(connection, absl::GetFlag(FLAGS_json));
+  }
+  if (command != "generate" && command != "session") {
+    return Usage(fmt::format("unknown command '{}'", command));
+  }
+
+  longsana::client::RequestOptions request;
+  request.width = absl::GetFlag(FLAGS_width);
+  request.height = absl::GetFlag(FLAGS_height);
+  request.frames = absl::GetFlag(FLAGS_frames);
+  request.duration_seconds = absl::GetFlag(FLAGS_duration);
+  request.seed = absl::GetFlag(FLAGS_seed);
+  for (const auto& t : absl::GetFlag(FLAGS_timesteps)) {
+    char* end = nullptr;
+    const double v = std::strtod(t.c_str(), &end);
+    if (t.empty() || *end != '\0')
+      return Usage(fmt::format("--timesteps: '{}' is not a number", t));
+    request.timesteps.push_back(v);
+  }
+  if (const int k = absl::GetFlag(FLAGS_num_cached_blocks); k != 0) request.num_cached_blocks = k;
+  if (const int m = absl::GetFlag(FLAGS_motion_score); m != 0) request.motion_score = m;
+  if (const int crf = absl::GetFlag(FLAGS_crf); crf >= 0) request.crf = crf;
+  request.bitrate_bps = absl::GetFlag(FLAGS_bitrate);
+  request.preset = absl::GetFlag(FLAGS_preset);
+  request.priority = absl::GetFlag(FLAGS_priority);
+  if (request.width < 0 || request.height < 0 || request.frames < 0 ||
+      request.duration_seconds < 0 || request.bitrate_bps < 0) {
+    return Usage("--width, --height, --frames, --duration and --bitrate must be >= 0");
+  }
+  if (request.frames > 0 && request.duration_seconds > 0) {
+    return Usage("give --frames or --duration, not both");
+  }
+
+  std::string output = absl::GetFlag(FLAGS_output);
+  if (output.empty()) output = absl::GetFlag(FLAGS_o);
+  if (output.empty()) return Usage("-o OUT.mp4 is required");
+
+  if (command == "generate") {
+    if (args.size() != 3) return Usage("generate takes one PROMPT argument (quote it)");
+    return longsana::client::Generate(connection, args[2], request, output);
+  }
+  if (args.size() > 3) return Usage("session takes at most one PROMPT argument (quote it)");
+  return longsana::client::Session(connection, args.size() == 3 ? args[2] : "", request, output);
+}

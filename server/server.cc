@@ -1,0 +1,193 @@
+#include "server/server.h"
+
+#include <fmt/format.h>
+#include <google/protobuf/stubs/common.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "server/service.h"
+
+namespace longsana::server {
+namespace {
+
+constexpr const char* kServiceName = "longsana.v1.LongSana";
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  HostPort host_port;
+  // Declared before grpc_server: the service must outlive the server that calls it.
+  std::unique_ptr<LongSanaService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::shared_ptr<engine::Engine> engine;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  bool shut_down = false;
+  bool drain_started = false;
+  std::thread monitor;
+
+  void SetHealth(bool serving) {
+    grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
+    if (health == nullptr) return;
+    health->SetServingStatus(kServiceName, serving);
+    health->SetServingStatus(serving);  // every service, including "" (the whole server)
+  }
+
+  // Polls Engine::Healthy() while serving; an unhealthy engine is sticky (the pod restarts).
+  void MonitorLoop() {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      cv.wait_for(lock, options.health_poll_interval);
+      if (stopping || engine == nullptr) continue;
+      if (service->phase() != ServingPhase::kServing) continue;
+      const std::shared_ptr<engine::Engine> e = engine;
+      lock.unlock();
+      const bool healthy = e->Healthy();
+      lock.lock();
+      if (!healthy && service->phase() == ServingPhase::kServing) {
+        spdlog::error(
+            "the engine reports itself unhealthy: health NOT_SERVING, new sessions "
+            "are refused");
+        service->SetPhase(ServingPhase::kUnhealthy);
+        SetHealth(false);
+      }
+    }
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (auto s = options.Validate(); !s.ok()) return s;
+  auto host_port = ParseHostPort("listen", options.listen);
+  if (!host_port.ok()) return host_port.status();
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->host_port = *host_port;
+  impl->service = std::make_unique<LongSanaService>(options, BuildDescription());
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(impl->service.get());
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // A busy port must fail the bind instead of being shared silently (SO_REUSEPORT).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  impl->grpc_server = builder.BuildAndStart();
+  if (impl->grpc_server == nullptr || port == 0) {
+    return absl::UnavailableError(
+        fmt::format("listen: cannot listen on {} (address in use or invalid)", options.listen));
+  }
+  impl->host_port.port = port;
+  // The default health service starts out SERVING; we are not, until the models are loaded.
+  impl->SetHealth(false);
+  Impl* raw = impl.get();
+  impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
+  spdlog::info(
+      "gRPC server listening on {}:{} (health NOT_SERVING until the models are "
+      "loaded)",
+      impl->host_port.host, port);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+int Server::port() const { return impl_->host_port.port; }
+
+std::string Server::address() const {
+  return fmt::format("{}:{}", impl_->host_port.host, impl_->host_port.port);
+}
+
+void Server::SetEngine(std::shared_ptr<engine::Engine> engine) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->shut_down || impl_->drain_started) return;
+  impl_->engine = engine;
+  impl_->service->SetEngine(std::move(engine));
+  impl_->SetHealth(true);
+  spdlog::info("ready: health SERVING");
+}
+
+void Server::SetLoadFailed(const absl::Status& reason) {
+  std::lock_guard lock(impl_->mu);
+  impl_->service->SetPhase(ServingPhase::kLoadFailed, reason);
+  impl_->SetHealth(false);
+}
+
+bool Server::serving() const { return impl_->service->phase() == ServingPhase::kServing; }
+
+void Server::Drain(std::chrono::milliseconds timeout) {
+  std::shared_ptr<engine::Engine> engine;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->drain_started || impl_->shut_down) return;
+    impl_->drain_started = true;
+    impl_->service->SetPhase(ServingPhase::kDraining);
+    impl_->SetHealth(false);
+    engine = impl_->engine;
+  }
+  if (engine == nullptr) {
+    spdlog::info("draining: no engine loaded");
+    return;
+  }
+  const engine::EngineStats before = engine->Stats();
+  spdlog::info("draining: health NOT_SERVING; {} running and {} queued sessions get {:.1f} s",
+               before.running, before.queued, std::chrono::duration<double>(timeout).count());
+  engine->Drain(timeout);
+  const engine::EngineStats after = engine->Stats();
+  spdlog::info("drained: {} completed, {} cancelled in total", after.completed, after.cancelled);
+}
+
+void Server::Shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->monitor.joinable()) impl_->monitor.join();
+  impl_->SetHealth(false);
+  // Our streams get `grace` to flush their last events. Then gRPC's own shutdown gets no
+  // further deadline: it cancels what is still open (their reactors cancel their sessions)
+  // instead of waiting for idle client connections to go away.
+  if (!impl_->service->WaitForStreamsClosed(grace)) {
+    spdlog::warn("{} streams still open after the {:.1f} s grace period: cancelling them",
+                 impl_->service->open_streams(), std::chrono::duration<double>(grace).count());
+  }
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now());
+  impl_->grpc_server->Wait();
+  spdlog::info("gRPC server stopped");
+}
+
+std::string Server::BuildDescription() {
+#ifdef NDEBUG
+  constexpr const char* kBuildType = "optimized";
+#else
+  constexpr const char* kBuildType = "debug";
+#endif
+#if defined(__clang__)
+  const std::string compiler = fmt::format("clang {}", __clang_version__);
+#elif defined(__GNUC__)
+  const std::string compiler = fmt::format("gcc {}", __VERSION__);
+#else
+  const std::string compiler = "unknown compiler";
+#endif
+  return fmt::format("{}, {}, gRPC {}, protobuf {}", compiler, kBuildType, grpc::Version(),
+                     google::protobuf::internal::VersionString(GOOGLE_PROTOBUF_VERSION));
+}
+
+}  // namespace longsana::server

@@ -1,0 +1,465 @@
+#include "server/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <utility>
+
+#include "server/grpc_status.h"
+#include "server/session_outbox.h"
+
+namespace longsana::server {
+namespace {
+
+absl::Status CancelReason(const grpc::CallbackServerContext* context) {
+  if (context->deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the client's deadline passed");
+  }
+  return absl::CancelledError("cancelled by the client");
+}
+
+void LogRejected(std::string_view rpc, const grpc::CallbackServerContext* context,
+                 const absl::Status& status) {
+  // Validation messages name fields and values, never the prompt's text.
+  spdlog::info("{} from {} rejected: {}", rpc, context->peer(), status.ToString());
+}
+
+// Submits a validated request; on success the outbox is opened (Accepted queued).
+absl::StatusOr<engine::SessionInfo> SubmitSession(engine::Engine& engine, engine::SessionSpec spec,
+                                                  const std::shared_ptr<SessionOutbox>& outbox) {
+  auto info = engine.Submit(std::move(spec), outbox);
+  if (!info.ok()) outbox->Detach();
+  return info;
+}
+
+// ---------------------------------------------------------------------------------------
+// Generate: one request, a stream of events.
+
+// The engine names a command's fields without the command ("num_frames: ..."); the client
+// wrote them inside one ("extend.num_frames: ...").
+absl::Status InCommand(std::string_view command, const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kInvalidArgument) return status;
+  return absl::InvalidArgumentError(fmt::format("{}.{}", command, std::string(status.message())));
+}
+
+class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>,
+                              public EventWriter {
+ public:
+  GenerateReactor(LongSanaService* service, grpc::CallbackServerContext* context,
+                  const v1::GenerateRequest& request)
+      : service_(service), context_(context) {
+    service_->StreamOpened();
+    auto engine = service->AcquireEngine();
+    if (!engine.ok()) {
+      Reject(engine.status());
+      return;
+    }
+    auto spec = ToSessionSpec(request, service->limits(), /*interactive=*/false);
+    if (!spec.ok()) {
+      Reject(spec.status());
+      return;
+    }
+    auto outbox = std::make_shared<SessionOutbox>(
+        OutboxOptions{.max_chunks = service->options().outbox_chunks,
+                      .label = fmt::format("Generate from {}", context->peer())},
+        this);
+    auto info = SubmitSession(**engine, std::move(*spec), outbox);
+    if (!info.ok()) {
+      Reject(info.status());
+      return;
+    }
+    engine_ = std::move(*engine);
+    outbox_ = std::move(outbox);
+    session_id_ = info->id;
+    outbox_->Open(*info);
+  }
+
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) CancelSession(absl::CancelledError("the client is gone"));
+    outbox_->OnWriteDone(ok);
+  }
+
+  void OnCancel() override {
+    if (outbox_ == nullptr) return;  // rejected: already finished
+    const absl::Status reason = CancelReason(context_);
+    CancelSession(reason);
+    outbox_->Abort(reason);
+  }
+
+  void OnDone() override {
+    if (outbox_ != nullptr) outbox_->Detach();
+    LongSanaService* service = service_;
+    delete this;
+    service->StreamClosed();
+  }
+
+ private:
+  void Reject(const absl::Status& status) {
+    LogRejected("Generate", context_, status);
+    Finish(ToGrpcStatus(status));
+  }
+
+  void CancelSession(const absl::Status& reason) {
+    if (cancel_sent_.exchange(true) || outbox_->Ended()) return;
+    spdlog::info("[session {}] cancelling: {}", session_id_, reason.ToString());
+    engine_->Cancel(session_id_, reason);
+  }
+
+  LongSanaService* const service_;
+  grpc::CallbackServerContext* const context_;
+  std::shared_ptr<engine::Engine> engine_;
+  std::shared_ptr<SessionOutbox> outbox_;  // null when the request was rejected
+  engine::SessionId session_id_ = 0;
+  std::atomic<bool> cancel_sent_{false};
+};
+
+// ---------------------------------------------------------------------------------------
+// Session: commands in, events out.
+
+class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, v1::GenerateEvent>,
+                             public EventWriter {
+ public:
+  SessionReactor(LongSanaService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {
+    service_->StreamOpened();
+    StartRead(&command_);
+  }
+
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // Half-close (or a broken stream, which OnCancel handles): generation goes on.
+      std::shared_ptr<SessionOutbox> outbox;
+      {
+        std::lock_guard lock(mu_);
+        reading_ = false;
+        outbox = outbox_;
+      }
+      if (outbox == nullptr) {
+        FinishOnce(absl::InvalidArgumentError(
+            "command: the request stream ended before a `start` command"));
+      }
+      return;
+    }
+    std::shared_ptr<SessionOutbox> outbox;
+    {
+      std::lock_guard lock(mu_);
+      outbox = outbox_;
+    }
+    if (outbox == nullptr) {
+      if (!HandleStart()) return;
+    } else if (!HandleCommand(*outbox)) {
+      return;
+    }
+    ReadNextIfRoom();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::shared_ptr<SessionOutbox> outbox;
+    {
+      std::lock_guard lock(mu_);
+      outbox = outbox_;
+    }
+    if (!ok) CancelSession(absl::CancelledError("the client is gone"));
+    outbox->OnWriteDone(ok);
+    bool resume = false;
+    {
+      std::lock_guard lock(mu_);
+      if (read_paused_ && reading_ && !outbox->Ended() &&
+          outbox->PendingEvents() < service_->options().max_pending_events) {
+        read_paused_ = false;
+        resume = true;
+      }
+    }
+    if (resume) StartRead(&command_);
+  }
+
+  void OnCancel() override {
+    const absl::Status reason = CancelReason(context_);
+    std::shared_ptr<SessionOutbox> outbox;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      outbox = outbox_;
+    }
+    if (outbox == nullptr) {
+      FinishOnce(reason);
+      return;
+    }
+    CancelSession(reason);
+    outbox->Abort(reason);
+  }
+
+  void OnDone() override {
+    std::shared_ptr<SessionOutbox> outbox;
+    {
+      std::lock_guard lock(mu_);
+      outbox = outbox_;
+    }
+    if (outbox != nullptr) outbox->Detach();
+    LongSanaService* service = service_;
+    delete this;
+    service->StreamClosed();
+  }
+
+ private:
+  // Returns true when the session started and commands should be read.
+  bool HandleStart() {
+    if (!command_.has_start()) {
+      const absl::Status s = absl::InvalidArgumentError(
+          "command: the first command must be `start` (a GenerateRequest)");
+      LogRejected("Session", context_, s);
+      FinishOnce(s);
+      return false;
+    }
+    auto engine = service_->AcquireEngine();
+    if (!engine.ok()) return Reject(engine.status());
+    auto spec = ToSessionSpec(command_.start(), service_->limits(), /*interactive=*/true);
+    if (!spec.ok()) {
+      // Name the field as the client wrote it: start.<field>.
+      return Reject(absl::Status(spec.status().code(),
+                                 fmt::format("start.{}", std::string(spec.status().message()))));
+    }
+    auto outbox = std::make_shared<SessionOutbox>(
+        OutboxOptions{.max_chunks = service_->options().outbox_chunks,
+                      .label = fmt::format("Session from {}", context_->peer())},
+        this);
+    auto info = SubmitSession(**engine, std::move(*spec), outbox);
+    if (!info.ok()) return Reject(info.status());
+    bool cancelled = false;
+    {
+      std::lock_guard lock(mu_);
+      engine_ = *engine;
+      session_id_ = info->id;
+      cancelled = cancelled_;
+      if (!cancelled) outbox_ = outbox;
+    }
+    if (cancelled) {
+      // OnCancel ran while the session was being submitted and already finished the call.
+      outbox->Detach();
+      (*engine)->Cancel(info->id, CancelReason(context_));
+      return false;
+    }
+    outbox->Open(*info);
+    return true;
+  }
+
+  // Returns true when more commands should be read.
+  bool HandleCommand(SessionOutbox& outbox) {
+    const uint64_t id = command_.command_id();
+    absl::Status status;
+    switch (command_.command_case()) {
+      case v1::SessionCommand::kStart: {
+        const absl::Status s = absl::InvalidArgumentError(
+            "start: the session has already started; later commands are switch_prompt, "
+            "extend or stop");
+        spdlog::info("[session {}] protocol error: {}", session_id_, s.ToString());
+        CancelSession(s);
+        outbox.Abort(s);
+        return false;
+      }
+      case v1::SessionCommand::kSwitchPrompt:
+        status = ValidateSwitchPrompt(command_.switch_prompt());
+        if (status.ok()) {
+          status = InCommand("switch_prompt",
+                             engine_
+                                 ->SwitchPrompt(session_id_, id, command_.switch_prompt().prompt(),
+                                                ToPromptSwitchMode(command_.switch_prompt().mode()))
+                                 .status());
+        }
+        break;
+      case v1::SessionCommand::kExtend:
+        status = ValidateExtend(command_.extend(), service_->limits());
+        if (status.ok()) {
+          status = InCommand(
+              "extend",
+              engine_->Extend(session_id_, id, static_cast<int>(command_.extend().num_frames()))
+                  .status());
+        }
+        break;
+      case v1::SessionCommand::kStop:
+        status = engine_->Stop(session_id_, id).status();
+        break;
+      case v1::SessionCommand::COMMAND_NOT_SET:
+        status = absl::InvalidArgumentError(
+            "command: none set; later commands are switch_prompt, extend or stop");
+        break;
+    }
+    // Success: the engine has sent (or will send) the ack through the sink, in order with
+    // the chunks; only refusals are answered here, so every command gets exactly one ack.
+    if (!status.ok()) {
+      spdlog::info("[session {}] command {} refused: {}", session_id_, id, status.ToString());
+      outbox.PushCommandAck(ErrorAck(id, status));
+    }
+    return true;
+  }
+
+  void ReadNextIfRoom() {
+    bool read = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!reading_ || cancelled_) return;
+      if (outbox_ != nullptr && outbox_->Ended()) return;  // nothing left to steer
+      if (outbox_ != nullptr &&
+          outbox_->PendingEvents() >= service_->options().max_pending_events) {
+        read_paused_ = true;  // OnWriteDone resumes reading once the client catches up
+      } else {
+        read = true;
+      }
+    }
+    if (read) StartRead(&command_);
+  }
+
+  bool Reject(const absl::Status& status) {
+    LogRejected("Session", context_, status);
+    FinishOnce(status);
+    return false;
+  }
+
+  // Finishes a call that has no outbox (rejected before a session existed).
+  void FinishOnce(const absl::Status& status) {
+    if (finished_direct_.exchange(true)) return;
+    Finish(ToGrpcStatus(status));
+  }
+
+  void CancelSession(const absl::Status& reason) {
+    std::shared_ptr<engine::Engine> engine;
+    engine::SessionId id = 0;
+    std::shared_ptr<SessionOutbox> outbox;
+    {
+      std::lock_guard lock(mu_);
+      engine = engine_;
+      id = session_id_;
+      outbox = outbox_;
+    }
+    if (engine == nullptr || outbox == nullptr || outbox->Ended()) return;
+    if (cancel_sent_.exchange(true)) return;
+    spdlog::info("[session {}] cancelling: {}", id, reason.ToString());
+    engine->Cancel(id, reason);
+  }
+
+  LongSanaService* const service_;
+  grpc::CallbackServerContext* const context_;
+  v1::SessionCommand command_;  // the read buffer; one read in flight at a time
+  std::atomic<bool> finished_direct_{false};
+  std::atomic<bool> cancel_sent_{false};
+
+  std::mutex mu_;
+  std::shared_ptr<engine::Engine> engine_;
+  std::shared_ptr<SessionOutbox> outbox_;  // set once the session is submitted
+  engine::SessionId session_id_ = 0;
+  bool reading_ = true;  // the client has not half-closed
+  bool read_paused_ = false;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+LongSanaService::LongSanaService(const ServerOptions& options, std::string build)
+    : options_(options), build_(std::move(build)) {}
+
+LongSanaService::~LongSanaService() = default;
+
+void LongSanaService::SetEngine(std::shared_ptr<engine::Engine> engine) {
+  const RequestLimits limits = RequestLimits::FromModelInfo(engine->Info());
+  {
+    std::lock_guard lock(mu_);
+    engine_ = std::move(engine);
+    limits_ = limits;
+  }
+  phase_.store(ServingPhase::kServing);
+}
+
+void LongSanaService::SetPhase(ServingPhase phase, const absl::Status& reason) {
+  if (phase == ServingPhase::kLoadFailed) {
+    std::lock_guard lock(mu_);
+    load_error_ = reason;
+  }
+  phase_.store(phase);
+}
+
+absl::StatusOr<std::shared_ptr<engine::Engine>> LongSanaService::AcquireEngine() const {
+  switch (phase_.load()) {
+    case ServingPhase::kLoading:
+      return absl::UnavailableError("loading: the models are being loaded and warmed up");
+    case ServingPhase::kDraining:
+      return absl::UnavailableError("draining: the server is shutting down");
+    case ServingPhase::kUnhealthy:
+      return absl::UnavailableError("unhealthy: the engine reported a device failure");
+    case ServingPhase::kLoadFailed: {
+      std::lock_guard lock(mu_);
+      return absl::UnavailableError(
+          fmt::format("the models failed to load: {}", load_error_.ToString()));
+    }
+    case ServingPhase::kServing:
+      break;
+  }
+  std::lock_guard lock(mu_);
+  return engine_;
+}
+
+void LongSanaService::StreamOpened() {
+  std::lock_guard lock(mu_);
+  ++open_streams_;
+}
+
+void LongSanaService::StreamClosed() {
+  {
+    std::lock_guard lock(mu_);
+    --open_streams_;
+  }
+  streams_cv_.notify_all();
+}
+
+int LongSanaService::open_streams() const {
+  std::lock_guard lock(mu_);
+  return open_streams_;
+}
+
+bool LongSanaService::WaitForStreamsClosed(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return streams_cv_.wait_for(lock, timeout, [&] { return open_streams_ == 0; });
+}
+
+RequestLimits LongSanaService::limits() const {
+  std::lock_guard lock(mu_);
+  return limits_;
+}
+
+grpc::ServerWriteReactor<v1::GenerateEvent>* LongSanaService::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  return new GenerateReactor(this, context, *request);
+}
+
+grpc::ServerBidiReactor<v1::SessionCommand, v1::GenerateEvent>* LongSanaService::Session(
+    grpc::CallbackServerContext* context) {
+  return new SessionReactor(this, context);
+}
+
+grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                         const v1::GetServerInfoRequest* request,
+                                                         v1::ServerInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::shared_ptr<engine::Engine> engine;
+  {
+    std::lock_guard lock(mu_);
+    engine = engine_;
+  }
+  // Answered while draining or unhealthy too (capacity.draining tells): operators look.
+  if (engine == nullptr) {
+    auto status = AcquireEngine().status();
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  *response = ToServerInfo(engine->Info(), engine->Stats(), build_);
+  if (phase_.load() == ServingPhase::kDraining) response->mutable_capacity()->set_draining(true);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace longsana::server

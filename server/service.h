@@ -1,0 +1,72 @@
+// The LongSana gRPC service (callback API): Generate, Session and GetServerInfo.
+//
+// Each streaming RPC is one reactor that validates the request (proto_mapping), submits the
+// session to the engine with a SessionOutbox as its sink and writes the outbox's events, one
+// write in flight at a time. Client cancel, disconnect or deadline -> Engine::Cancel.
+//
+// The service answers UNAVAILABLE until an engine is set (loading) and again once draining
+// starts or the engine reports itself unhealthy. Thread-safe; internal to server/ (only
+// server.cc and service.cc include it, to keep the gRPC-heavy translation units few).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/api/engine.h"
+#include "longsana/v1/longsana.grpc.pb.h"
+#include "server/proto_mapping.h"
+#include "server/server_config.h"
+
+namespace longsana::server {
+
+enum class ServingPhase { kLoading, kServing, kDraining, kUnhealthy, kLoadFailed };
+
+class LongSanaService final : public v1::LongSana::CallbackService {
+ public:
+  LongSanaService(const ServerOptions& options, std::string build);
+  ~LongSanaService() override;
+
+  // Hands over the loaded engine and moves to kServing.
+  void SetEngine(std::shared_ptr<engine::Engine> engine);
+  // Moves to `phase` (kDraining, kUnhealthy, kLoadFailed with `reason`).
+  void SetPhase(ServingPhase phase, const absl::Status& reason = absl::OkStatus());
+  ServingPhase phase() const { return phase_.load(); }
+
+  // The engine while serving; otherwise Unavailable saying why.
+  absl::StatusOr<std::shared_ptr<engine::Engine>> AcquireEngine() const;
+  RequestLimits limits() const;
+  const ServerOptions& options() const { return options_; }
+
+  // Generate/Session streams whose reactor is alive (counted by the reactors).
+  void StreamOpened();
+  void StreamClosed();
+  int open_streams() const;
+  // Waits until no stream is open or `timeout` passed; true when none is open.
+  bool WaitForStreamsClosed(std::chrono::milliseconds timeout);
+
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  grpc::ServerBidiReactor<v1::SessionCommand, v1::GenerateEvent>* Session(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::ServerInfo* response) override;
+
+ private:
+  const ServerOptions options_;
+  const std::string build_;
+  std::atomic<ServingPhase> phase_{ServingPhase::kLoading};
+  mutable std::mutex mu_;
+  std::condition_variable streams_cv_;
+  int open_streams_ = 0;
+  std::shared_ptr<engine::Engine> engine_;
+  RequestLimits limits_;
+  absl::Status load_error_;
+};
+
+}  // namespace longsana::server

@@ -1,0 +1,270 @@
+// The server program as a subprocess: loading -> serving -> SIGTERM drain -> exit 0, flag
+// and load errors; and end to end with the `longsana` CLI writing an MP4 that ffprobe reads.
+// longsana-server-fake is the real server program (server/server_main) with the FakeEngine;
+// longsana-server (the real engine on the tiny checkpoint) runs when it is built.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/common/temp_dir.h"
+#include "tests/common/testdata.h"
+#include "tests/server/server_test_util.h"
+
+namespace longsana::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kServing = 1;
+constexpr int kNotServing = 2;
+
+struct RunningServer {
+  std::unique_ptr<Subprocess> process;
+  std::string address;
+};
+
+// Starts a server binary on a free port and waits for its "listening on" line.
+RunningServer StartServerProcess(const std::string& binary, std::vector<std::string> flags,
+                                 const TempDir& dir) {
+  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto p = Subprocess::Start(argv, dir.File("server.log"));
+  EXPECT_TRUE(p.ok()) << p.status();
+  RunningServer s;
+  if (!p.ok()) return s;
+  s.process = std::move(*p);
+  auto line = s.process->WaitForLine("listening on ", 120s);
+  EXPECT_TRUE(line.ok()) << line.status() << "\n" << ReadFile(dir.File("server.log"));
+  if (line.ok()) s.address = line->substr(std::string("listening on ").size());
+  return s;
+}
+
+std::vector<std::string> FakeFlags(std::vector<std::string> extra = {}) {
+  std::vector<std::string> f = {"--model-dir=fake", "--fake-step-ms=20"};
+  f.insert(f.end(), extra.begin(), extra.end());
+  return f;
+}
+
+TEST(ServerProcess, LoadingServingThenSigtermDrainsTheRunningSessionAndExitsZero) {
+  TempDir dir;
+  RunningServer s = StartServerProcess(
+      "longsana-server-fake", FakeFlags({"--fake-load-ms=1500", "--drain-timeout=30"}), dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  auto stub = v1::LongSana::NewStub(channel);
+
+  // Loading: health NOT_SERVING, RPCs UNAVAILABLE "loading".
+  EXPECT_EQ(*CheckHealth(channel, ""), kNotServing);
+  const StreamResult early = RunGenerate(*stub, SmallRequest(81), 10s);
+  EXPECT_EQ(early.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(early.status.error_message().starts_with("loading")) << early.status.error_message();
+  ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+
+  grpc::ClientContext context;
+  auto reader = stub->Generate(&context, SmallRequest(481));  // 12 blocks, ~1.2 s
+  v1::GenerateEvent e;
+  std::vector<v1::GenerateEvent> events;
+  while (reader->Read(&e)) {
+    events.push_back(e);
+    if (e.has_chunk()) break;
+  }
+  ASSERT_FALSE(events.empty());
+  s.process->Signal(SIGTERM);
+  EXPECT_TRUE(WaitForHealth(channel, "", kNotServing, 5s));
+  const StreamResult late = RunGenerate(*stub, SmallRequest(81), 10s);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE) << late.status.error_message();
+
+  while (reader->Read(&e)) events.push_back(e);
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(events.back().has_completed());
+  EXPECT_EQ(events.back().completed().frames(), 481u);
+
+  auto code = s.process->Wait(30s);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadFile(dir.File("server.log"));
+  const std::string log = ReadFile(dir.File("server.log"));
+  EXPECT_NE(log.find("received SIGTERM"), std::string::npos) << log;
+  EXPECT_EQ(log.find("running through fresh snow"), std::string::npos)
+      << "the prompt was logged at INFO";
+}
+
+TEST(ServerProcess, SigtermCancelsSessionsLeftAfterTheDrainTimeoutWithUnavailable) {
+  TempDir dir;
+  RunningServer s =
+      StartServerProcess("longsana-server-fake", FakeFlags({"--drain_timeout=0.3"}), dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+  auto stub = v1::LongSana::NewStub(channel);
+  grpc::ClientContext context;
+  auto reader = stub->Generate(&context, SmallRequest(961));  // 24 blocks, ~2.4 s
+  v1::GenerateEvent e;
+  int chunks = 0;
+  while (reader->Read(&e)) {
+    if (e.has_chunk() && ++chunks == 2) break;
+  }
+  s.process->Signal(SIGTERM);
+  while (reader->Read(&e)) {
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  auto code = s.process->Wait(30s);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadFile(dir.File("server.log"));
+}
+
+TEST(ServerProcess, AClientThatDisappearsMidStreamHasItsSessionCancelled) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+  auto cli = Subprocess::Start({BinaryDir() + "/longsana", "generate", "a long video", "-o",
+                                dir.File("cut.mp4"), "--server", s.address, "--frames", "961"},
+                               dir.File("cli.log"));
+  ASSERT_TRUE(cli.ok()) << cli.status();
+  ASSERT_TRUE((*cli)->WaitForLine("chunk 1:", 30s).ok()) << ReadFile(dir.File("cli.log"));
+  (*cli)->Signal(SIGKILL);  // no cancel, no goodbye: the connection just drops
+  EXPECT_EQ(*(*cli)->Wait(10s), 128 + SIGKILL);
+
+  auto stub = v1::LongSana::NewStub(channel);
+  v1::ServerInfo info;
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < end) {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetServerInfo(&ctx, {}, &info).ok());
+    if (info.capacity().cancelled() == 1) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(info.capacity().cancelled(), 1u);
+  EXPECT_EQ(info.capacity().running(), 0u);
+  EXPECT_EQ(info.capacity().completed(), 0u);
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(30s), 0);
+  EXPECT_NE(ReadFile(dir.File("server.log")).find("cancelling"), std::string::npos);
+}
+
+TEST(ServerProcess, BadFlagsExitTwoAndALoadFailureExitsOne) {
+  TempDir dir;
+  {
+    auto p = Subprocess::Start(
+        {BinaryDir() + "/longsana-server-fake", "--model_dir=fake", "--outbox-chunks=0"},
+        dir.File("flags.log"));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(*(*p)->Wait(30s), 2);
+    EXPECT_NE(ReadFile(dir.File("flags.log")).find("outbox_chunks"), std::string::npos);
+  }
+  {
+    auto p = Subprocess::Start({BinaryDir() + "/longsana-server-fake"}, dir.File("nomodel.log"));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(*(*p)->Wait(30s), 2);
+    EXPECT_NE(ReadFile(dir.File("nomodel.log")).find("--model_dir"), std::string::npos);
+  }
+  {
+    RunningServer s = StartServerProcess("longsana-server-fake",
+                                         FakeFlags({"--fake_load_error=no such model"}), dir);
+    ASSERT_NE(s.process, nullptr);
+    EXPECT_EQ(*s.process->Wait(30s), 1);
+    EXPECT_NE(ReadFile(dir.File("server.log")).find("no such model"), std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: server binary + CLI binary + ffprobe.
+
+std::string Cli(const std::string& args, int* code) {
+  return RunCommand(fmt::format("'{}/longsana' {} 2>&1", BinaryDir(), args), code);
+}
+
+TEST(E2E, CliGeneratesAPlayableMp4InfoAndErrorsAgainstTheServerProgram) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir);
+  ASSERT_NE(s.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
+  const std::string out = dir.File("fox.mp4");
+  int code = -1;
+  std::string text = Cli(fmt::format("generate 'a fox in the snow' -o '{}' --server {} --width 96 "
+                                     "--height 64 --frames 81 --seed 3 --timeout 60",
+                                     out, s.address),
+                         &code);
+  ASSERT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("time to first chunk"), std::string::npos) << text;
+  EXPECT_NE(text.find("chunk 2: block 2/2"), std::string::npos) << text;  // plain lines
+  auto probe = FfprobeVideo(out);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_EQ(probe->width, 96);
+  EXPECT_EQ(probe->height, 64);
+  EXPECT_EQ(probe->frames, 81);
+
+  text = Cli(fmt::format("info --server {}", s.address), &code);
+  EXPECT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("FakePipeline"), std::string::npos) << text;
+  EXPECT_NE(text.find("1 completed"), std::string::npos) << text;
+
+  text = Cli(
+      fmt::format("generate 'x' -o '{}' --server {} --width 100", dir.File("bad.mp4"), s.address),
+      &code);
+  EXPECT_EQ(code, 10 + 3) << text;  // INVALID_ARGUMENT
+  EXPECT_NE(text.find("INVALID_ARGUMENT: width:"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("bad.mp4")));
+
+  text = Cli(fmt::format("session 'a calm sea' -o '{}' --server {} --frames 161 --timeout 60 "
+                         "<<'EOF'\na stormy sea\n/extend 3\n/stop\nEOF",
+                         dir.File("session.mp4"), s.address),
+             &code);
+  EXPECT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("prompt switch (command 1) takes effect at block"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(command 2) refused: extend.num_frames"), std::string::npos) << text;
+  EXPECT_NE(text.find("stop (command 3) takes effect at block"), std::string::npos) << text;
+  auto session_probe = FfprobeVideo(dir.File("session.mp4"));
+  ASSERT_TRUE(session_probe.ok()) << session_probe.status();
+  EXPECT_GE(session_probe->frames, 41);
+
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(30s), 0);
+  text = Cli(fmt::format("info --server {}", s.address), &code);
+  EXPECT_EQ(code, 10 + 14) << text;  // UNAVAILABLE
+}
+
+TEST(E2E, RealServerAndCliOnTheTinyModel) {
+#ifndef LONGSANA_HAVE_ENGINE
+  GTEST_SKIP() << "longsana-server is not built (no longsana_engine target yet)";
+#else
+  TempDir dir;
+  RunningServer s = StartServerProcess(
+      "longsana-server",
+      {"--model-dir=" + TinyModelDir(), "--device=cpu", "--threads=2", "--caption-len=24",
+       "--max-frames=161", "--max-sessions=2", "--drain-timeout=60"},
+      dir);
+  ASSERT_NE(s.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 300s))
+      << ReadFile(dir.File("server.log"));
+  const std::string out = dir.File("tiny.mp4");
+  int code = -1;
+  const std::string text = Cli(fmt::format("generate 'a red kite over green hills' -o '{}' "
+                                           "--server {} --width 96 --height 64 --frames 41 "
+                                           "--seed 5 --timeout 300",
+                                           out, s.address),
+                               &code);
+  ASSERT_EQ(code, 0) << text << ReadFile(dir.File("server.log"));
+  auto probe = FfprobeVideo(out);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_EQ(probe->codec, "h264");
+  EXPECT_EQ(probe->width, 96);
+  EXPECT_EQ(probe->height, 64);
+  EXPECT_EQ(probe->frames, 41);
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(60s), 0) << ReadFile(dir.File("server.log"));
+#endif
+}
+
+}  // namespace
+}  // namespace longsana::testing

@@ -1,0 +1,97 @@
+// Helpers for the server tests (tests only): gRPC clients for LongSana, health and
+// reflection; collecting a stream's events; a subprocess with its stdout lines; ffprobe.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "longsana/v1/longsana.grpc.pb.h"
+
+namespace longsana::testing {
+
+namespace v1 = ::longsana::v1;
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const grpc::ChannelArguments& args = {});
+
+struct StreamResult {
+  std::vector<v1::GenerateEvent> events;
+  grpc::Status status;
+
+  // Events of one kind, in order.
+  std::vector<v1::VideoChunk> Chunks() const;
+  std::vector<v1::CommandAck> Acks() const;
+  std::optional<v1::Accepted> accepted() const;
+  std::optional<v1::Completed> completed() const;
+  // The `data` of every chunk concatenated: the MP4 file.
+  std::string Video() const;
+};
+
+// Runs Generate to the end.
+StreamResult RunGenerate(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,
+                         std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+
+// A valid small request: 64x64, `frames` frames, seed 7.
+v1::GenerateRequest SmallRequest(int frames = 81);
+
+// grpc.health.v1.Health/Check: 1 SERVING, 2 NOT_SERVING (HealthCheckResponse.ServingStatus);
+// the RPC's error otherwise.
+absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
+                                const std::string& service);
+// Polls CheckHealth until it returns `want` or `timeout` passes; true on success.
+bool WaitForHealth(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                   int want, std::chrono::milliseconds timeout);
+
+// The service names server reflection (grpc.reflection.v1alpha) lists.
+absl::StatusOr<std::vector<std::string>> ListServicesByReflection(
+    const std::shared_ptr<grpc::Channel>& channel);
+
+// A child process with stdout piped (read line by line) and stderr to a log file.
+class Subprocess {
+ public:
+  // argv[0] is the program path.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           const std::string& stderr_path);
+  ~Subprocess();  // SIGKILL + reap if still running
+  // Reads stdout until a line starting with `prefix`; returns that line.
+  absl::StatusOr<std::string> WaitForLine(const std::string& prefix,
+                                          std::chrono::milliseconds timeout);
+  void Signal(int sig);
+  // Waits for exit; the exit code (128 + signal when killed), or DeadlineExceeded.
+  absl::StatusOr<int> Wait(std::chrono::milliseconds timeout);
+  int pid() const { return pid_; }
+  // Everything read from stdout so far.
+  const std::string& stdout_text() const { return stdout_; }
+
+ private:
+  int pid_ = -1;
+  int stdout_fd_ = -1;
+  bool reaped_ = false;
+  int exit_code_ = -1;
+  std::string stdout_;
+  size_t scanned_ = 0;
+};
+
+// Runs a command, returns its stdout (and the exit code through `exit_code`).
+std::string RunCommand(const std::string& command, int* exit_code);
+
+struct ProbedVideo {
+  int width = 0;
+  int height = 0;
+  int64_t frames = 0;
+  std::string codec;
+};
+// ffprobe -count_frames on a file.
+absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path);
+
+// Directory of the test binaries (where longsana-server, longsana land).
+std::string BinaryDir();
+
+}  // namespace longsana::testing
