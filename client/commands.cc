@@ -237,14 +237,13 @@ struct SessionShared {
   grpc::ClientReaderWriter<v1::SessionCommand, v1::GenerateEvent>* stream = nullptr;
   struct Sent {
     std::string what;
-    uint32_t extend_frames = 0;
   };
   std::map<uint64_t, Sent> commands;  // id -> what was asked (for the acks)
 
   bool Send(const v1::SessionCommand& c, const std::string& what) {
     std::lock_guard lock(mu);
     if (!open) return false;
-    commands[c.command_id()] = {what, c.has_extend() ? c.extend().num_frames() : 0u};
+    commands[c.command_id()] = {what};
     return stream->Write(c);
   }
   void WritesDone() {
@@ -378,15 +377,10 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
       } else {
         fmt::print(out, "{} (command {}) takes effect at block {}{}\n", sent.what, ack.command_id(),
                    ack.effective_block(), ack.detail().empty() ? "" : " (" + ack.detail() + ")");
-        const int at = static_cast<int>(ack.effective_block());
-        if (sent.what == "stop") {
-          num_blocks = at + 1;
-        } else if (sent.extend_frames > 0) {
-          constexpr int kBlockFrames = 40;  // video frames per block after the first
-          num_frames += static_cast<int>(sent.extend_frames);
-          num_blocks = std::max(
-              num_blocks,
-              at + static_cast<int>((sent.extend_frames + kBlockFrames - 1) / kBlockFrames));
+        // The ack carries the video's length after the command.
+        if (ack.num_blocks() > 0) {
+          num_frames = static_cast<int>(ack.num_frames());
+          num_blocks = static_cast<int>(ack.num_blocks());
         }
         progress.SetTotals(num_frames, num_blocks);
       }

@@ -354,6 +354,8 @@ v1::CommandAck ToProto(const engine::CommandAck& ack) {
   out.set_command_id(ack.command_id);
   out.set_effective_block(static_cast<uint32_t>(std::max<int64_t>(0, ack.effective_block)));
   out.set_detail(ack.detail);
+  out.set_num_frames(static_cast<uint32_t>(std::max(0, ack.num_frames)));
+  out.set_num_blocks(static_cast<uint32_t>(std::max<int64_t>(0, ack.num_blocks)));
   return out;
 }
 

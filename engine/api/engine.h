@@ -84,6 +84,8 @@ struct CommandAck {
   uint64_t command_id = 0;
   int64_t effective_block = 0;  // the block at which the command takes effect
   std::string detail;
+  int num_frames = 0;           // the video's length after the command
+  int64_t num_blocks = 0;
 };
 
 struct BlockTiming {
@@ -180,15 +182,19 @@ class Engine {
   virtual absl::Status ValidateSpec(const SessionSpec& spec) const = 0;
   // Validates, then admits the session or queues it (SessionInfo::queue_position > 0).
   // ResourceExhausted when the queue is full; Unavailable while draining or unhealthy.
-  // Events go to `sink` (also the OnFailed for a later failure).
+  // Returns without running any model: prompts are encoded on an engine thread, so API
+  // threads (gRPC callbacks) never wait on the GPU. Events go to `sink` (also the OnFailed
+  // for a later failure).
   virtual absl::StatusOr<SessionInfo> Submit(SessionSpec spec,
                                              std::shared_ptr<ChunkSink> sink) = 0;
   // Drops a queued or running session at the next step boundary and frees its slot; the
   // sink gets OnFailed(reason) unless the session already ended. Unknown ids are ignored.
   virtual void Cancel(SessionId id, const absl::Status& reason) = 0;
 
-  // Interactive commands; each returns (and sends to the sink) the block where it takes
-  // effect. NotFound for an unknown or finished session; InvalidArgument for bad values.
+  // Interactive commands; each returns (and sends to the sink, from an engine thread) the
+  // block where it takes effect, without waiting for any model work (a new prompt is
+  // encoded on an engine thread; its block does not start before that). NotFound for an
+  // unknown or finished session; InvalidArgument for bad values.
   virtual absl::StatusOr<CommandAck> SwitchPrompt(SessionId id, uint64_t command_id,
                                                   std::string prompt, PromptSwitchMode mode) = 0;
   virtual absl::StatusOr<CommandAck> Extend(SessionId id, uint64_t command_id,

@@ -64,4 +64,6 @@ void AvPacketDeleter::operator()(AVPacket* packet) const { av_packet_free(&packe
 
 void SwsContextDeleter::operator()(SwsContext* ctx) const { sws_freeContext(ctx); }
 
+void QuietFfmpegLogging() { av_log_set_level(AV_LOG_WARNING); }
+
 }  // namespace longsana::engine

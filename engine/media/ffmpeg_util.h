@@ -39,6 +39,10 @@ std::string FfmpegErrorText(int error_code);
 // Requires error_code < 0.
 absl::Status FfmpegError(int error_code, std::string_view operation);
 
+// Process-wide: FFmpeg/x264 log only warnings and errors (x264 prints per-encoder statistics
+// at info level, one screenful per session). Call once from a process's setup.
+void QuietFfmpegLogging();
+
 struct AvCodecContextDeleter {
   void operator()(AVCodecContext* ctx) const;  // avcodec_free_context
 };

@@ -124,8 +124,9 @@ absl::Status EncoderSettings::Validate() const {
     return absl::InvalidArgumentError(
         "crf and bitrate_bps are mutually exclusive: set at most one");
   }
-  if (crf.has_value() && (*crf < 0 || *crf > 51)) {
-    return absl::InvalidArgumentError(StrCat("crf must be in [0, 51], got ", *crf));
+  // crf 0 is lossless, which x264 refuses under the High profile we stream.
+  if (crf.has_value() && (*crf < 1 || *crf > 51)) {
+    return absl::InvalidArgumentError(StrCat("crf must be in [1, 51], got ", *crf));
   }
   if (bitrate_bps.has_value() && (*bitrate_bps < 10'000 || *bitrate_bps > 1'000'000'000)) {
     return absl::InvalidArgumentError(

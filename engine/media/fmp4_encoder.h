@@ -49,7 +49,7 @@ struct EncoderSettings {
   int height = 0;
   // Frames per second of the output, in [1, 240].
   int fps = 16;
-  // Rate control: constant quality (crf in [0, 51]; kDefaultCrf when neither is set) or an
+  // Rate control: constant quality (crf in [1, 51]; kDefaultCrf when neither is set) or an
   // average bitrate in bits/s (bitrate_bps in [10'000, 1'000'000'000], capped by a one-second
   // VBV buffer). Setting both is an error.
   std::optional<int> crf;

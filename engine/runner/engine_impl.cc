@@ -12,10 +12,12 @@
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
 #include "engine/loader/checkpoint.h"
+#include "engine/media/ffmpeg_util.h"
 #include "engine/models/gemma2/gemma2_params.h"
 #include "engine/models/longsana_dit/dit_params.h"
 #include "engine/models/wan_vae/wan_vae_params.h"
 #include "engine/sampler/sampler_options.h"
+#include "engine/text/utf8.h"
 
 namespace longsana::engine {
 
@@ -46,9 +48,11 @@ absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfi
   // (LibTorch's own default is 1 on some builds).
   at::set_num_threads(config.threads > 0 ? config.threads
                                          : std::max(1u, std::thread::hardware_concurrency()));
+  QuietFfmpegLogging();
   std::unique_ptr<EngineImpl> engine(new EngineImpl(config));
   LONGSANA_RETURN_IF_ERROR(engine->Load());
   LONGSANA_RETURN_IF_ERROR(engine->WarmUp());
+  engine->text_worker_ = std::thread([e = engine.get()] { e->TextLoop(); });
   engine->runner_ = std::thread([e = engine.get()] { e->RunnerLoop(); });
   engine->media_ = std::thread([e = engine.get()] { e->MediaLoop(); });
   return engine;
@@ -113,6 +117,12 @@ EngineImpl::~EngineImpl() {
   runner_cv_.notify_all();
   if (runner_.joinable()) runner_.join();
   {
+    std::lock_guard lock(text_mu_);
+    text_stop_ = true;
+  }
+  text_cv_.notify_all();
+  if (text_worker_.joinable()) text_worker_.join();
+  {
     std::lock_guard lock(media_mu_);
     media_stop_ = true;
   }
@@ -139,6 +149,7 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   if (spec.prompt.size() > kMaxPromptBytes) {
     return bad("prompt", StrCat("at most ", kMaxPromptBytes, " bytes, got ", spec.prompt.size()));
   }
+  if (!IsValidUtf8(spec.prompt)) return bad("prompt", "must be valid UTF-8");
   for (auto [field, value] : {std::pair<std::string_view, int>{"width", spec.width},
                               {"height", spec.height}}) {
     if (value % 16 != 0 || value < config_.min_dimension || value > config_.max_dimension) {
@@ -166,8 +177,9 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
                                            "] (this video has ", blocks, " blocks), got ",
                                            change.block));
     }
-    if (change.prompt.empty() || change.prompt.size() > kMaxPromptBytes) {
-      return bad("prompt_timeline", "prompts must be non-empty and at most 16 KiB");
+    if (change.prompt.empty() || change.prompt.size() > kMaxPromptBytes ||
+        !IsValidUtf8(change.prompt)) {
+      return bad("prompt_timeline", "prompts must be non-empty UTF-8 of at most 16 KiB");
     }
     previous = change.block;
   }
@@ -219,24 +231,20 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   auto s = std::make_shared<Session>();
   s->spec = spec;
   s->sink = std::make_shared<SerializedSink>(std::move(sink));
-  // Captions are encoded up front: a bad prompt fails here, synchronously.
-  LONGSANA_ASSIGN_OR_RETURN(s->caption, text_->Encode(spec.prompt, spec.motion_score));
+  // The captions are encoded by the text worker; the session starts once they are ready.
   for (const auto& change : spec.prompt_timeline) {
-    LONGSANA_ASSIGN_OR_RETURN(Caption c, text_->Encode(change.prompt, spec.motion_score));
-    s->switches[change.block] = PendingSwitch{c, PromptSwitchMode::kImmediate};
+    PendingSwitch timeline_switch;
+    timeline_switch.prompt = change.prompt;
+    s->switches[change.block] = std::move(timeline_switch);
   }
   LONGSANA_ASSIGN_OR_RETURN(s->slot_bytes, SlotBytes(spec));
 
   SessionInfo& info = s->info;
   info.width = spec.width;
   info.height = spec.height;
-  info.num_frames = spec.num_frames;
-  info.latent_frames = (spec.num_frames - 1) / 4 + 1;
-  const auto bounds = BlockBoundaries(info.latent_frames, SamplerOptions{}.block_frames);
-  info.num_blocks = static_cast<int64_t>(bounds.size()) - 1;
-  for (size_t b = 0; b + 1 < bounds.size(); ++b) {
-    info.block_first_frames.push_back(FirstVideoFrame(bounds[b]));
-  }
+  s->latent_bounds =
+      BlockBoundaries((spec.num_frames - 1) / 4 + 1, SamplerOptions{}.block_frames);
+  RefreshLengthsLocked(*s);
   info.timesteps = spec.timesteps;
   info.num_cached_blocks = spec.num_cached_blocks;
   info.motion_score = spec.motion_score;
@@ -267,6 +275,7 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   s->submit_time = Clock::now();
   s->visible = true;  // the runner may start it as soon as we unlock
   sessions_[s->id] = s;
+  PostTextJob({s, -1, 0, s->spec.prompt});
   spdlog::info("[session {}] submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->id,
                spec.width, spec.height, spec.num_frames, info.num_blocks, info.seed,
                *position == 0 ? std::string("admitted") : StrCat("queued at ", *position));
@@ -290,6 +299,92 @@ void EngineImpl::Cancel(SessionId id, const absl::Status& reason) {
   }
   runner_cv_.notify_all();
   if (note) note();
+}
+
+void EngineImpl::RefreshLengthsLocked(Session& s) {
+  SessionInfo& info = s.info;
+  info.latent_frames = s.latent_bounds.back();
+  info.num_frames = static_cast<int>(VideoFrames(0, info.latent_frames));
+  info.num_blocks = static_cast<int64_t>(s.latent_bounds.size()) - 1;
+  info.block_first_frames.clear();
+  for (int64_t b = 0; b < info.num_blocks; ++b) {
+    info.block_first_frames.push_back(FirstVideoFrame(s.latent_bounds[b]));
+  }
+}
+
+void EngineImpl::PostTextJob(TextJob job) {
+  {
+    std::lock_guard lock(text_mu_);
+    text_jobs_.push_back(std::move(job));
+  }
+  text_cv_.notify_one();
+}
+
+void EngineImpl::TextLoop() {
+  while (true) {
+    TextJob job;
+    {
+      std::unique_lock lock(text_mu_);
+      text_cv_.wait(lock, [&] { return text_stop_ || !text_jobs_.empty(); });
+      if (text_stop_) return;
+      job = std::move(text_jobs_.front());
+      text_jobs_.pop_front();
+    }
+    ProcessTextJob(job);
+  }
+}
+
+void EngineImpl::ProcessTextJob(const TextJob& job) {
+  Session& s = *job.session;
+  {
+    std::lock_guard lock(mu_);
+    if (s.stage == Session::Stage::kFinished) return;
+  }
+  const int motion_score = s.spec.motion_score;
+  absl::Status status;
+  Caption caption;
+  std::map<int64_t, Caption> timeline;
+  if (job.block < 0) {
+    auto encoded = text_->Encode(job.prompt, motion_score);
+    status = encoded.status();
+    if (encoded.ok()) caption = *std::move(encoded);
+    for (const auto& change : s.spec.prompt_timeline) {
+      if (!status.ok()) break;
+      auto c = text_->Encode(change.prompt, motion_score);
+      status = c.status();
+      if (c.ok()) timeline[change.block] = *std::move(c);
+    }
+  } else {
+    auto encoded = text_->Encode(job.prompt, motion_score);
+    status = encoded.status();
+    if (encoded.ok()) caption = *std::move(encoded);
+  }
+  Notification failure;
+  {
+    std::lock_guard lock(mu_);
+    if (s.stage == Session::Stage::kFinished) return;
+    if (!status.ok()) {
+      failure = FinishLocked(job.session, status);
+    } else if (job.block < 0) {
+      s.caption = std::move(caption);
+      for (auto& [block, c] : timeline) {
+        auto it = s.switches.find(block);
+        if (it != s.switches.end() && it->second.generation == 0) {
+          it->second.caption = std::move(c);
+          it->second.ready = true;
+        }
+      }
+      s.captions_ready = true;
+    } else {
+      auto it = s.switches.find(job.block);
+      if (it != s.switches.end() && it->second.generation == job.generation) {
+        it->second.caption = std::move(caption);
+        it->second.ready = true;
+      }
+    }
+  }
+  runner_cv_.notify_all();
+  if (failure) failure();
 }
 
 void EngineImpl::PostAck(const std::shared_ptr<SerializedSink>& sink, const CommandAck& ack) {
@@ -335,17 +430,9 @@ EngineImpl::Notification EngineImpl::FinishLocked(const std::shared_ptr<Session>
 
 absl::StatusOr<CommandAck> EngineImpl::SwitchPrompt(SessionId id, uint64_t command_id,
                                                     std::string prompt, PromptSwitchMode mode) {
-  if (prompt.empty() || prompt.size() > kMaxPromptBytes) {
-    return absl::InvalidArgumentError("prompt: must be non-empty and at most 16 KiB");
+  if (prompt.empty() || prompt.size() > kMaxPromptBytes || !IsValidUtf8(prompt)) {
+    return absl::InvalidArgumentError("prompt: must be non-empty UTF-8 of at most 16 KiB");
   }
-  int motion_score = 10;
-  {
-    std::lock_guard lock(mu_);
-    auto s = FindLocked(id);
-    if (!s) return absl::NotFoundError(StrCat("session ", id, " not found or finished"));
-    motion_score = s->spec.motion_score;
-  }
-  LONGSANA_ASSIGN_OR_RETURN(Caption caption, text_->Encode(prompt, motion_score));
   CommandAck ack;
   std::shared_ptr<SerializedSink> sink;
   {
@@ -356,14 +443,21 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPrompt(SessionId id, uint64_t comma
       return absl::FailedPreconditionError(
           "every block of this video has started: extend it first to switch the prompt");
     }
-    const int64_t block = s->next_unstarted_block;
     if (mode == PromptSwitchMode::kRecache && !s->spec.interactive) {
       return absl::InvalidArgumentError("mode: RECACHE needs an interactive (Session) stream");
     }
-    s->switches[block] = PendingSwitch{caption, mode};
-    // Later timeline entries keep their own captions; this one applies until the next.
+    // The block cannot start before the caption is encoded, so the ack stays true.
+    const int64_t block = s->next_unstarted_block;
+    PendingSwitch pending;
+    pending.prompt = prompt;
+    pending.mode = mode;
+    pending.generation = ++switch_generation_;
+    s->switches[block] = pending;
+    PostTextJob({s, block, pending.generation, std::move(prompt)});
     ack.command_id = command_id;
     ack.effective_block = block;
+    ack.num_frames = s->info.num_frames;
+    ack.num_blocks = s->info.num_blocks;
     ack.detail = mode == PromptSwitchMode::kRecache && block > 0
                      ? StrCat("prompt switched at block ", block, " (block ", block - 1,
                               " re-cached with the new prompt)")
@@ -394,19 +488,18 @@ absl::StatusOr<CommandAck> EngineImpl::Extend(SessionId id, uint64_t command_id,
     // Bookkeeping now (so the media worker does not complete the session meanwhile); the
     // sampler gets the same blocks from the runner before its next forward.
     const int64_t added = num_frames / 4;
-    const int64_t block_frames = SamplerOptions{}.block_frames;
     const int64_t first_new = s->info.num_blocks;
-    for (int64_t begin = s->info.latent_frames; begin < s->info.latent_frames + added;
-         begin += block_frames) {
-      s->info.block_first_frames.push_back(FirstVideoFrame(begin));
-      ++s->info.num_blocks;
+    const int64_t target = s->latent_bounds.back() + added;
+    while (s->latent_bounds.back() < target) {
+      s->latent_bounds.push_back(
+          std::min(target, s->latent_bounds.back() + SamplerOptions{}.block_frames));
     }
-    s->info.latent_frames += added;
-    s->info.num_frames += num_frames;
+    RefreshLengthsLocked(*s);
     s->dit_done = false;
     s->pending_ops.push_back([added](SamplerSession& sampler) { sampler.Extend(added); });
     ack = {command_id, first_new,
-           StrCat("extended by ", num_frames, " frames from block ", first_new)};
+           StrCat("extended by ", num_frames, " frames from block ", first_new),
+           s->info.num_frames, s->info.num_blocks};
     sink = s->sink;
   }
   PostAck(sink, ack);
@@ -423,18 +516,12 @@ absl::StatusOr<CommandAck> EngineImpl::Stop(SessionId id, uint64_t command_id) {
     // The video ends with the block in progress (at least block 0).
     const int64_t last = std::max<int64_t>(0, s->next_unstarted_block - 1);
     if (last < s->info.num_blocks - 1) {
-      s->info.num_blocks = last + 1;
-      s->info.block_first_frames.resize(last + 1);
-      // Latent frames of blocks 0..last, from the boundaries the blocks started at.
-      const auto bounds = BlockBoundaries(s->info.latent_frames, SamplerOptions{}.block_frames);
-      int64_t end_latent = last + 1 < static_cast<int64_t>(bounds.size()) ? bounds[last + 1]
-                                                                         : s->info.latent_frames;
-      if (s->sampler) end_latent = s->sampler->boundaries()[last + 1];
-      s->info.latent_frames = end_latent;
-      s->info.num_frames = static_cast<int>(VideoFrames(0, end_latent));
+      s->latent_bounds.resize(last + 2);
+      RefreshLengthsLocked(*s);
       s->pending_ops.push_back([last](SamplerSession& sampler) { sampler.StopAfterBlock(last); });
     }
-    ack = {command_id, last, StrCat("the video ends after block ", last)};
+    ack = {command_id, last, StrCat("the video ends after block ", last), s->info.num_frames,
+           s->info.num_blocks};
     sink = s->sink;
   }
   PostAck(sink, ack);

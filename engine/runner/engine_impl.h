@@ -60,6 +60,14 @@ class EngineImpl final : public Engine {
   using Clock = std::chrono::steady_clock;
   using Notification = std::function<void()>;
 
+  // Prompt encoding, off the API threads (gRPC callback threads must not wait on Gemma).
+  struct TextJob {
+    std::shared_ptr<Session> session;
+    int64_t block = -1;        // -1: the session's prompt and timeline; else a switch
+    uint64_t generation = 0;   // of the switch
+    std::string prompt;
+  };
+
   struct MediaJob {
     std::shared_ptr<Session> session;
     int64_t block = 0;
@@ -75,6 +83,9 @@ class EngineImpl final : public Engine {
   EncoderSettings EncoderSettingsFor(const SessionSpec& spec) const;
 
   void RunnerLoop();
+  void TextLoop();
+  void ProcessTextJob(const TextJob& job);
+  void PostTextJob(TextJob job);
   void MediaLoop();
   // Creates a just-admitted session's sampler, VAE cache and encoder (runner thread).
   absl::Status SetUp(Session& s);
@@ -84,7 +95,8 @@ class EngineImpl final : public Engine {
   // Sends OnCompleted with the session's stats (media worker, after its last chunk).
   void CompleteSession(const std::shared_ptr<Session>& session);
   // Applies a pending prompt switch for the block the session is about to start (runner).
-  void ApplySwitchesLocked(Session& s);
+  // False while that switch's caption is still being encoded: the session waits.
+  bool ApplySwitchesLocked(Session& s);
 
   // Under mu_: forgets the session (slot freed), returns the sink notification to send.
   Notification FinishLocked(const std::shared_ptr<Session>& s, const absl::Status& status);
@@ -93,6 +105,8 @@ class EngineImpl final : public Engine {
   std::shared_ptr<Session> FindLocked(SessionId id) const;
   double DeadlineLocked(const Session& s) const;
   void MarkUnhealthyIfDeviceBroken();
+  // info's block list and lengths from s.latent_bounds.
+  static void RefreshLengthsLocked(Session& s);
   void PostAck(const std::shared_ptr<SerializedSink>& sink, const CommandAck& ack);
 
   EngineConfig config_;
@@ -114,6 +128,12 @@ class EngineImpl final : public Engine {
   std::vector<Notification> posted_;  // sink calls the runner makes for API threads
   double avg_session_seconds_ = 0;  // for queue start estimates
 
+  std::mutex text_mu_;
+  std::condition_variable text_cv_;
+  std::deque<TextJob> text_jobs_;
+  bool text_stop_ = false;
+  uint64_t switch_generation_ = 0;  // under mu_
+
   std::mutex media_mu_;
   std::condition_variable media_cv_;
   std::deque<MediaJob> media_jobs_;
@@ -122,6 +142,7 @@ class EngineImpl final : public Engine {
   std::atomic<bool> healthy_{true};
   Clock::time_point epoch_ = Clock::now();
   std::thread runner_;
+  std::thread text_worker_;
   std::thread media_;
 };
 

@@ -52,7 +52,7 @@ absl::Status EngineImpl::SetUp(Session& s) {
   try {
     LONGSANA_ASSIGN_OR_RETURN(s.vae_cache, vae_->NewCache(spec.height / 8, spec.width / 8));
     s.sampler = std::make_unique<SamplerSession>(
-        *dit_, options, s.info.latent_frames, spec.height / 8, spec.width / 8,
+        *dit_, options, (spec.num_frames - 1) / 4 + 1, spec.height / 8, spec.width / 8,
         s.caption.embedding, s.caption.mask, std::make_unique<SeededNoise>(spec.seed),
         spec.interactive);
   } catch (const c10::Error& e) {
@@ -61,7 +61,7 @@ absl::Status EngineImpl::SetUp(Session& s) {
   return absl::OkStatus();
 }
 
-void EngineImpl::ApplySwitchesLocked(Session& s) {
+bool EngineImpl::ApplySwitchesLocked(Session& s) {
   // A switch for block b applies while b has not started: before its first denoise step or
   // during its pending recache. Applying it before planning keeps the token count right
   // (a recache runs the previous block, which may have another length).
@@ -69,15 +69,17 @@ void EngineImpl::ApplySwitchesLocked(Session& s) {
   const bool not_started =
       (sampler.phase() == SamplerSession::Phase::kDenoise && sampler.step() == 0) ||
       sampler.phase() == SamplerSession::Phase::kRecache;
-  if (!not_started) return;
+  if (!not_started) return true;
   auto it = s.switches.find(sampler.block());
-  if (it == s.switches.end()) return;
+  if (it == s.switches.end()) return true;
+  if (!it->second.ready) return false;  // its caption is still being encoded
   sampler.SetCaption(it->second.caption.embedding, it->second.caption.mask);
   if (it->second.mode == PromptSwitchMode::kRecache &&
       sampler.phase() == SamplerSession::Phase::kDenoise) {
     sampler.RequestRecache();
   }
   s.switches.erase(it);
+  return true;
 }
 
 void EngineImpl::RunnerLoop() {
@@ -105,13 +107,13 @@ void EngineImpl::RunnerLoop() {
               finish_checks.push_back({s, -1, at::Tensor(), 0.0});
             }
           }
-          ApplySwitchesLocked(*s);
         }
         if (s->stage == Session::Stage::kAdmitted) {
-          to_set_up.push_back(s);
+          if (s->captions_ready) to_set_up.push_back(s);
           continue;
         }
         if (s->stage != Session::Stage::kRunning || s->dit_done || s->sampler->done()) continue;
+        if (!ApplySwitchesLocked(*s)) continue;
         if (s->media_backlog >= kMaxMediaBacklogBlocks || s->sink->Congested()) continue;
         ready.push_back({s->id, s->sampler->next_token_count(), DeadlineLocked(*s),
                          s->spec.priority});

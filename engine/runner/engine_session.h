@@ -88,23 +88,32 @@ class EngineImpl::SerializedSink {
 };
 
 struct PendingSwitch {
+  std::string prompt;
+  uint64_t generation = 0;  // a later switch for the same block supersedes this one
+  bool ready = false;       // `caption` encoded (by the text worker)
   Caption caption;
   PromptSwitchMode mode = PromptSwitchMode::kImmediate;
 };
 
 struct EngineImpl::Session {
-  enum class Stage { kQueued, kAdmitted, kRunning, kFinished };
+  enum class Stage {
+    kQueued,    // waiting for a slot
+    kAdmitted,  // has a slot; the runner allocates its sampler, VAE cache and encoder
+    kRunning,   // generating
+    kFinished,
+  };
 
   SessionId id = 0;
   SessionSpec spec;
   SessionInfo info;
   std::shared_ptr<SerializedSink> sink;
-  Caption caption;
+  Caption caption;            // written by the text worker before captions_ready
   int64_t slot_bytes = 0;
 
   // Guarded by EngineImpl::mu_.
   Stage stage = Stage::kQueued;
   bool visible = false;        // Submit returned: events may flow
+  bool captions_ready = false; // the prompt (and timeline prompts) are encoded
   bool in_flight = false;      // in the forward being executed
   bool dit_done = false;
   bool cancelled = false;
@@ -115,7 +124,10 @@ struct EngineImpl::Session {
   int64_t blocks_encoded = 0;
   std::map<int64_t, PendingSwitch> switches;  // block -> caption to use from that block on
   // Extend/Stop change the sampler's block list; the runner applies them between forwards.
+  // The sampler is created with the request's length and then replays these in order, so
+  // its blocks always equal latent_bounds.
   std::vector<std::function<void(SamplerSession&)>> pending_ops;
+  std::vector<int64_t> latent_bounds;  // block boundaries in latent frames, as commanded
   std::vector<double> block_dit_seconds;
   Clock::time_point submit_time, start_time;
 

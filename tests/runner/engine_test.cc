@@ -158,6 +158,7 @@ TEST(Engine, EveryInvalidFieldIsNamed) {
   const std::vector<Case> cases = {
       {[](SessionSpec& s) { s.prompt.clear(); }, "prompt"},
       {[](SessionSpec& s) { s.prompt = std::string(20000, 'a'); }, "prompt"},
+      {[](SessionSpec& s) { s.prompt = "bad \xff\xfe utf-8"; }, "prompt"},
       {[](SessionSpec& s) { s.width = 70; }, "width"},
       {[](SessionSpec& s) { s.height = 4096; }, "height"},
       {[](SessionSpec& s) { s.num_frames = 80; }, "num_frames"},

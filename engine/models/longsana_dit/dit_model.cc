@@ -38,6 +38,9 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b 
   return out;
 }
 
+// [B, N, H, d] -> contiguous [B, H, N, d].
+at::Tensor HeadsFirst(const at::Tensor& x) { return x.transpose(1, 2).contiguous(); }
+
 at::Tensor LayerNormNoAffine(const at::Tensor& x, double eps) {
   return at::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, eps);
 }
@@ -316,12 +319,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DitModel::SelfAttention(int64_t l
                      .view({batch, n, heads, hd});
   at::Tensor v = qkv[2].view({batch, n, heads, hd});
 
-  // fp32 from here on (fp32_attention): [B, N, H, d] -> [B, H, N, d]
-  at::Tensor q_rot = ApplyRope(q, rope_cos, rope_sin).to(at::kFloat).transpose(1, 2);
-  at::Tensor k_rot = ApplyRope(k, rope_cos, rope_sin).to(at::kFloat).transpose(1, 2);
-  at::Tensor qf = q.to(at::kFloat).transpose(1, 2);
-  at::Tensor kf = k.to(at::kFloat).transpose(1, 2);
-  at::Tensor vf = v.to(at::kFloat).transpose(1, 2);
+  // fp32 from here on (fp32_attention): [B, N, H, d] -> [B, H, N, d], contiguous. The
+  // layout is canonical on purpose: BLAS picks its kernel from the operands' strides, and a
+  // strided view that is viewable for one batch size but copied for another would round
+  // differently (batch invariance).
+  at::Tensor q_rot = HeadsFirst(ApplyRope(q, rope_cos, rope_sin).to(at::kFloat));
+  at::Tensor k_rot = HeadsFirst(ApplyRope(k, rope_cos, rope_sin).to(at::kFloat));
+  at::Tensor qf = HeadsFirst(q.to(at::kFloat));
+  at::Tensor kf = HeadsFirst(k.to(at::kFloat));
+  at::Tensor vf = HeadsFirst(v.to(at::kFloat));
 
   // This block's own sums: S = Σ v k̃ᵀ [B, H, d_v, d_k]; z = Σ φ(k) (un-rotated) [B, H, d].
   at::Tensor s_own = at::matmul(vf.transpose(-1, -2), k_rot);
@@ -348,10 +354,10 @@ at::Tensor DitModel::CrossAttention(const Block& b, const at::Tensor& x, const a
   at::Tensor q = RmsNorm(Linear(x, b.cq_w, b.cq_b), b.cnorm_q, DitConfig::kCrossAttnNormEps);
   std::vector<at::Tensor> kv = Linear(y, b.ckv_w, b.ckv_b).chunk(2, -1);
   at::Tensor k = RmsNorm(kv[0], b.cnorm_k, DitConfig::kCrossAttnNormEps);
-  // [B, N, D] -> [B, H, N, d]; [B, L, D] -> [B, H, L, d]
-  at::Tensor qh = q.view({batch, n, heads, hd}).transpose(1, 2);
-  at::Tensor kh = k.view({batch, l, heads, hd}).transpose(1, 2);
-  at::Tensor vh = kv[1].view({batch, l, heads, hd}).transpose(1, 2);
+  // [B, N, D] -> [B, H, N, d]; [B, L, D] -> [B, H, L, d], contiguous (see SelfAttention)
+  at::Tensor qh = HeadsFirst(q.view({batch, n, heads, hd}));
+  at::Tensor kh = HeadsFirst(k.view({batch, l, heads, hd}));
+  at::Tensor vh = HeadsFirst(kv[1].view({batch, l, heads, hd}));
   at::Tensor o = SoftmaxAttention(qh, kh, vh, mask_bias, 1.0 / std::sqrt(static_cast<double>(hd)));
   o = o.transpose(1, 2).reshape({batch, n, heads * hd});
   return Linear(o, b.cout_w, b.cout_b);

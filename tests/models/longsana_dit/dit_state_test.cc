@@ -40,6 +40,38 @@ class DitStateTest : public ::testing::Test {
   std::unique_ptr<DitModel> model_;
 };
 
+// Bit-for-bit batch invariance over shapes, batch sizes, caption masks and timesteps. (An
+// 8x8 latent once exposed a BLAS call whose operand layout depended on the batch size.)
+TEST_F(DitStateTest, BatchedOutputsAreBitIdenticalAcrossShapesMasksAndTimesteps) {
+  for (int64_t frames : {3, 11}) {
+    for (int64_t width : {8, 12}) {
+      for (int batch : {2, 4}) {
+        std::vector<std::unique_ptr<DitSessionState>> states;
+        std::vector<DitWorkItem> items;
+        at::Generator g = at::detail::createCPUGenerator(frames * 100 + width * 10 + batch);
+        for (int i = 0; i < batch; ++i) {
+          states.push_back(model_->NewState(model_->StateSpec(8, width, -1)));
+          DitWorkItem item;
+          item.latent = at::randn({16, frames, 8, width}, g);
+          item.caption = at::randn({24, 48}, g);
+          item.caption_mask = at::zeros({24}, at::kLong);
+          item.caption_mask.slice(0, 0, 5 + 4 * i).fill_(1);
+          item.timestep = 1000 - 40 * i;
+          item.frame_offset = 3 * i;
+          item.state = states.back().get();
+          items.push_back(item);
+        }
+        at::Tensor batched = model_->Forward(items);
+        for (int i = 0; i < batch; ++i) {
+          at::Tensor alone = model_->Forward({&items[i], 1});
+          EXPECT_TRUE(at::equal(batched[i], alone[0]))
+              << "frames " << frames << " width " << width << " batch " << batch << " item " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(DitStateTest, BytesAreKnownBeforeAllocation) {
   for (int window : {-1, 1, 3}) {
     for (bool recache : {false, true}) {
