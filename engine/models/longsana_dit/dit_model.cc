@@ -47,19 +47,21 @@ at::Tensor LayerNormNoAffine(const at::Tensor& x, double eps) {
 
 at::Tensor GeluTanh(const at::Tensor& x) { return at::gelu(x, "tanh"); }
 
-// Scores of [B, H, Nq, d] queries against [B, H, L, d] keys with an additive bias
-// [B, 1, 1, L], softmax in fp32, over query chunks so the score matrix stays bounded.
-at::Tensor SoftmaxAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& bias, double scale) {
-#if TORCH_VERSION_MAJOR >= 2
+// Softmax attention of one item: [1, H, Nq, d] queries against [1, H, L, d] keys with an
+// additive bias [1, 1, 1, L], softmax in fp32, over query chunks so the score matrix stays
+// bounded (the chunk size depends only on the item's own shape).
+at::Tensor ItemAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& bias, double scale) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  // Fused attention on the GPU (the `scale` argument exists since LibTorch 2.1).
   if (q.is_cuda()) {
     return at::scaled_dot_product_attention(q, k, v, bias.to(q.scalar_type()), /*dropout_p=*/0.0,
                                             /*is_causal=*/false, scale);
   }
 #endif
-  const int64_t b = q.size(0), h = q.size(1), n = q.size(2), l = k.size(2);
+  const int64_t h = q.size(1), n = q.size(2), l = k.size(2);
   constexpr int64_t kMaxScoreElements = int64_t{64} << 20;  // 256 MB of fp32 scores
-  const int64_t chunk = std::max<int64_t>(1, kMaxScoreElements / std::max<int64_t>(1, b * h * l));
+  const int64_t chunk = std::max<int64_t>(1, kMaxScoreElements / std::max<int64_t>(1, h * l));
   at::Tensor kt = k.transpose(-1, -2);
   std::vector<at::Tensor> outs;
   for (int64_t s = 0; s < n; s += chunk) {
@@ -69,6 +71,18 @@ at::Tensor SoftmaxAttention(const at::Tensor& q, const at::Tensor& k, const at::
     outs.push_back(at::matmul(probs, v));
   }
   return outs.size() == 1 ? outs[0] : at::cat(outs, 2);
+}
+
+// [B, H, Nq, d] x [B, H, L, d] -> [B, H, Nq, d], one item at a time so that kernel choices
+// never depend on the batch (batch invariance, as for Linear).
+at::Tensor SoftmaxAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& bias, double scale) {
+  std::vector<at::Tensor> outs;
+  for (int64_t i = 0; i < q.size(0); ++i) {
+    outs.push_back(ItemAttention(q.slice(0, i, i + 1), k.slice(0, i, i + 1), v.slice(0, i, i + 1),
+                                 bias.slice(0, i, i + 1), scale));
+  }
+  return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }
 
 }  // namespace
