@@ -73,6 +73,21 @@ absl::Status EngineImpl::Load() {
   VaeOptions vae;
   vae.device = device_.is_cuda() ? "cuda" : "cpu";
   LONGSANA_ASSIGN_OR_RETURN(vae_, WanVaeDecoder::Load(dir_, vae));
+  // RoPE covers rope_max_seq_len positions per axis (model.md §6): longer videos or larger
+  // frames than that cannot be generated, so the limits never exceed it.
+  const int64_t rope = dir_.transformer.rope_max_seq_len;
+  const int64_t rope_frames = 1 + 4 * (rope - 1);
+  if (config_.max_num_frames > rope_frames) {
+    spdlog::warn("max_num_frames {} lowered to {}: the model's RoPE covers {} latent frames",
+                 config_.max_num_frames, rope_frames, rope);
+    config_.max_num_frames = static_cast<int>(rope_frames);
+  }
+  const int64_t rope_pixels = rope * 8 * dir_.transformer.patch_size[1] / 16 * 16;
+  if (config_.max_dimension > rope_pixels) {
+    spdlog::warn("max_dimension {} lowered to {}: the model's RoPE covers {} patches per axis",
+                 config_.max_dimension, rope_pixels, rope);
+    config_.max_dimension = static_cast<int>(rope_pixels);
+  }
   if (dir_.vae.temporal_stride() != 4 || dir_.vae.spatial_stride() != 8) {
     return absl::InvalidArgumentError(StrCat(
         dir_.root, "/vae/config.json: the server expects Wan2.1 strides (4 in time, 8 in space)"));
