@@ -15,14 +15,10 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(absl REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
-# SentencePiece ships a .pc file only; fall back to a plain search without pkg-config.
+# SentencePiece: its header and the path of its shared library. engine/text loads the
+# library with dlopen instead of linking it (see engine/text/CMakeLists.txt).
 find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
 find_library(SENTENCEPIECE_LIBRARY sentencepiece REQUIRED)
-add_library(longsana::sentencepiece INTERFACE IMPORTED)
-target_include_directories(longsana::sentencepiece INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
-target_link_libraries(longsana::sentencepiece INTERFACE ${SENTENCEPIECE_LIBRARY})
-add_library(PkgConfig::SENTENCEPIECE INTERFACE IMPORTED)
-target_link_libraries(PkgConfig::SENTENCEPIECE INTERFACE longsana::sentencepiece)
 
 if(LONGSANA_BUILD_SERVER)
   find_package(Protobuf REQUIRED)

@@ -61,15 +61,21 @@ absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfi
 absl::Status EngineImpl::Load() {
   const auto t0 = Clock::now();
   LONGSANA_ASSIGN_OR_RETURN(dir_, ModelDirectory::Open(config_.model_dir));
+  spdlog::info("loading {} from {} onto {}", dir_.index.class_name, config_.model_dir,
+               device_.str());
+  spdlog::info("loading transformer ({} parameters)", CountParams(DitParamSpecs(dir_.transformer)));
   DitOptions dit;
   dit.device = device_;
   dit.dtype = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
   LONGSANA_ASSIGN_OR_RETURN(dit_, DitModel::Load(dir_, dit));
+  spdlog::info("loading text encoder ({} parameters) and tokenizer",
+               CountParams(Gemma2ParamSpecs(dir_.text_encoder)));
   TextEncoderOptions text;
   text.device = device_;
   text.softcap = config_.text_softcap;
   text.caption_len = config_.caption_len;
   LONGSANA_ASSIGN_OR_RETURN(text_, TextEncoder::Load(dir_, text));
+  spdlog::info("loading VAE decoder ({} parameters)", CountParams(WanVaeDecoderParamSpecs(dir_.vae)));
   VaeOptions vae;
   vae.device = device_.is_cuda() ? "cuda" : "cpu";
   LONGSANA_ASSIGN_OR_RETURN(vae_, WanVaeDecoder::Load(dir_, vae));
