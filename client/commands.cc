@@ -190,6 +190,20 @@ void PrintSummary(std::FILE* out, const ProgressDisplay& progress, const VideoFi
   std::fflush(out);
 }
 
+// The exit code of a finished stream: the RPC's failure, a missing Completed event, or 0
+// after printing the summary.
+int FinishStream(const grpc::Status& status, const std::string& server,
+                 const std::optional<v1::Completed>& completed, std::FILE* out,
+                 const ProgressDisplay& progress, const VideoFile& file) {
+  if (!status.ok()) return RpcFailure(status, server);
+  if (!completed.has_value()) {
+    fmt::print(stderr, "longsana: the stream ended without a Completed event\n");
+    return kExitRpcBase + static_cast<int>(grpc::StatusCode::UNKNOWN);
+  }
+  PrintSummary(out, progress, file, *completed);
+  return kExitOk;
+}
+
 std::FILE* ProgressStream(const std::string& output) { return output == "-" ? stderr : stdout; }
 
 }  // namespace
@@ -217,13 +231,7 @@ int Generate(const ConnectionOptions& connection, const std::string& prompt,
   }
   const grpc::Status status = reader->Finish();
   progress.Break();
-  if (!status.ok()) return RpcFailure(status, connection.server);
-  if (!completed.has_value()) {
-    fmt::print(stderr, "longsana: the stream ended without a Completed event\n");
-    return kExitRpcBase + static_cast<int>(grpc::StatusCode::UNKNOWN);
-  }
-  PrintSummary(out, progress, file, *completed);
-  return kExitOk;
+  return FinishStream(status, connection.server, completed, out, progress, file);
 }
 
 namespace {
@@ -402,13 +410,7 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
   const grpc::Status status = stream->Finish();
   progress.Break();
   if (exit_code != kExitOk) return exit_code;
-  if (!status.ok()) return RpcFailure(status, connection.server);
-  if (!completed.has_value()) {
-    fmt::print(stderr, "longsana: the stream ended without a Completed event\n");
-    return kExitRpcBase + static_cast<int>(grpc::StatusCode::UNKNOWN);
-  }
-  PrintSummary(out, progress, file, *completed);
-  return kExitOk;
+  return FinishStream(status, connection.server, completed, out, progress, file);
 }
 
 int Info(const ConnectionOptions& connection, bool json) {

@@ -7,6 +7,7 @@
 #include "engine/common/str_util.h"
 #include "engine/models/model_directory.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/sampler/dit_parity.h"
 #include "engine/sampler/longlive_sampler.h"
 #include "engine/text/prompt.h"
 #include "engine/text/text_encoder.h"
@@ -91,10 +92,7 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
                               RecordedNoise::FromGolden(sampler_golden));
     SamplerOptions so;
     so.timestep_mode = options.timesteps;
-    at::Tensor seg = segments.to(at::kLong).contiguous();
-    const int64_t n = seg.numel();
-    so.block_frames = n >= 3 ? seg[n - 1].item<int64_t>() - seg[n - 2].item<int64_t>()
-                             : seg[n - 1].item<int64_t>();
+    so.block_frames = BaseBlockFrames(segments);
     const int64_t lh = noise_init.size(3), lw = noise_init.size(4);
     SamplerSession session(*dit, so, noise_init.size(2), lh, lw, caption.embedding, caption.mask,
                            std::move(noise));

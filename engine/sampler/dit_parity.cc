@@ -69,6 +69,13 @@ void CompareIfPresent(ParityReport* report, const GoldenFile& g, const std::stri
 
 }  // namespace
 
+int64_t BaseBlockFrames(const at::Tensor& segments) {
+  const at::Tensor seg = segments.to(at::kLong).contiguous();
+  const int64_t n = seg.numel();
+  return n >= 3 ? seg[n - 1].item<int64_t>() - seg[n - 2].item<int64_t>()
+                : seg[n - 1].item<int64_t>();
+}
+
 absl::StatusOr<ParityReport> RunDitForwardParity(const ParityOptions& options) {
   LONGSANA_ASSIGN_OR_RETURN(Loaded l, LoadAll(options));
   LONGSANA_ASSIGN_OR_RETURN(DitWorkItem item,
@@ -140,11 +147,8 @@ absl::StatusOr<ParityReport> RunSamplerParity(const ParityOptions& options) {
   so.timesteps.clear();
   at::Tensor ts = timesteps.to(at::kDouble).contiguous();
   for (int64_t i = 0; i < ts.numel(); ++i) so.timesteps.push_back(ts[i].item<double>());
-  // The golden's base chunk: the last block's length (the first absorbs the remainder).
-  at::Tensor seg = segments.to(at::kLong).contiguous();
-  const int64_t nseg = seg.numel();
-  so.block_frames = nseg >= 3 ? seg[nseg - 1].item<int64_t>() - seg[nseg - 2].item<int64_t>()
-                              : seg[nseg - 1].item<int64_t>();
+  so.block_frames = BaseBlockFrames(segments);
+  const at::Tensor seg = segments.to(at::kLong);
   const int64_t latent_frames = noise_init.size(2);
   const int64_t lh = noise_init.size(3), lw = noise_init.size(4);
 

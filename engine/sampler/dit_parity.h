@@ -18,4 +18,8 @@ absl::StatusOr<ParityReport> RunDitStateParity(const ParityOptions& options);
 // the convention (golden `sampler` is exact, `sampler_bf16t` bf16-rounded).
 absl::StatusOr<ParityReport> RunSamplerParity(const ParityOptions& options);
 
+// The base block length of a golden's `in/segments` [0, b1, ..., T]: the last block's
+// length (the first block absorbs the remainder).
+int64_t BaseBlockFrames(const at::Tensor& segments);
+
 }  // namespace longsana::engine
