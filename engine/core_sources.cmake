@@ -1,6 +1,7 @@
 # Torch-free engine sources: file access, safetensors, checkpoints, configs and parameter
 # tables. Shared by the main build, the ASan/UBSan build and the clang fuzzers.
 set(LONGSANA_ENGINE_CORE_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/common/fault_injection.cc
   ${CMAKE_CURRENT_LIST_DIR}/common/json_fields.cc
   ${CMAKE_CURRENT_LIST_DIR}/common/mapped_file.cc
   ${CMAKE_CURRENT_LIST_DIR}/loader/checkpoint.cc

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <span>
 
+#include "engine/common/fault_injection.h"
 #include "engine/common/status_macros.h"
 #if LONGSANA_TORCH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -181,8 +183,16 @@ void EngineImpl::Execute(std::vector<std::shared_ptr<Session>>& batch) {
   std::vector<Before> before;
   for (auto* sampler : samplers) before.push_back({sampler->block(), sampler->step(), sampler->phase()});
 
+  // Throws for a batch holding a session whose forward a test made fail.
+  auto check_faults = [](std::span<const std::shared_ptr<Session>> sessions) {
+    for (const auto& s : sessions) {
+      TORCH_CHECK(!fault_injection::Armed(fault_injection::kDitForward, s->id),
+                  "injected fault in the DiT forward of session ", s->id);
+    }
+  };
   std::vector<absl::Status> errors(batch.size());
   try {
+    check_faults(batch);
     RunSamplerStep(*dit_, samplers);
   } catch (const c10::Error& batch_error) {
     // Isolation: retry each session alone; only the ones that fail again are failed. A
@@ -194,6 +204,7 @@ void EngineImpl::Execute(std::vector<std::shared_ptr<Session>>& batch) {
     for (size_t i = 0; i < batch.size(); ++i) {
       try {
         SamplerSession* one[] = {samplers[i]};
+        check_faults(std::span(batch).subspan(i, 1));
         RunSamplerStep(*dit_, one);
       } catch (const c10::Error& e) {
         errors[i] = StatusFromTorch(e, "DiT forward");
@@ -312,6 +323,8 @@ void EngineImpl::ProcessMediaJob(MediaJob& job) {
   absl::StatusOr<EncodedFragment> fragment;
   try {
     const auto t0 = Clock::now();
+    TORCH_CHECK(!fault_injection::Armed(fault_injection::kMedia, s.id),
+                "injected fault in the VAE decode of session ", s.id);
 #if LONGSANA_TORCH_CUDA
     // The latent was allocated on the runner's stream: keep the caching allocator from
     // handing its memory back to that stream while this stream still reads it.
