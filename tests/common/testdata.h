@@ -10,7 +10,10 @@
 namespace longsana::testing {
 
 inline std::string TestdataPath(const std::string& relative) {
-  return std::string(LONGSANA_TESTDATA_DIR) + "/" + relative;
+  // Appended in place: GCC 12's -Warray-bounds misfires on `std::string(...) + "/"`.
+  std::string path = LONGSANA_TESTDATA_DIR;
+  path.append("/").append(relative);
+  return path;
 }
 
 inline std::string TinyModelDir() { return TestdataPath("tiny-longsana"); }

@@ -34,7 +34,9 @@ TEST(SchedulerAdmission, Table) {
   for (const auto& r : rows) {
     auto got = s.Submit({r.id, r.priority, r.bytes});
     EXPECT_EQ(got.status().code(), r.code) << r.id;
-    if (got.ok()) EXPECT_EQ(*got, r.result) << r.id;
+    if (got.ok()) {
+      EXPECT_EQ(*got, r.result) << r.id;
+    }
   }
   EXPECT_EQ(s.running(), 1);
   EXPECT_EQ(s.queued(), 2);
