@@ -137,17 +137,9 @@ EngineImpl::~EngineImpl() {
   }
   runner_cv_.notify_all();
   if (runner_.joinable()) runner_.join();
-  {
-    std::lock_guard lock(text_mu_);
-    text_stop_ = true;
-  }
-  text_cv_.notify_all();
+  text_jobs_.Close();
   if (text_worker_.joinable()) text_worker_.join();
-  {
-    std::lock_guard lock(media_mu_);
-    media_stop_ = true;
-  }
-  media_cv_.notify_all();
+  media_jobs_.Close();
   if (media_.joinable()) media_.join();
   // Whatever is left never completes: tell its clients.
   std::vector<std::shared_ptr<Session>> left;
@@ -296,7 +288,7 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   s->submit_time = Clock::now();
   s->visible = true;  // the runner may start it as soon as we unlock
   sessions_[s->id] = s;
-  PostTextJob({s, -1, 0, s->spec.prompt});
+  text_jobs_.Push({s, -1, 0, s->spec.prompt});
   spdlog::info("[session {}] submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->id,
                spec.width, spec.height, spec.num_frames, info.num_blocks, info.seed,
                *position == 0 ? std::string("admitted") : StrCat("queued at ", *position));
@@ -333,26 +325,8 @@ void EngineImpl::RefreshLengthsLocked(Session& s) {
   }
 }
 
-void EngineImpl::PostTextJob(TextJob job) {
-  {
-    std::lock_guard lock(text_mu_);
-    text_jobs_.push_back(std::move(job));
-  }
-  text_cv_.notify_one();
-}
-
 void EngineImpl::TextLoop() {
-  while (true) {
-    TextJob job;
-    {
-      std::unique_lock lock(text_mu_);
-      text_cv_.wait(lock, [&] { return text_stop_ || !text_jobs_.empty(); });
-      if (text_stop_) return;
-      job = std::move(text_jobs_.front());
-      text_jobs_.pop_front();
-    }
-    ProcessTextJob(job);
-  }
+  while (std::optional<TextJob> job = text_jobs_.Pop()) ProcessTextJob(*job);
 }
 
 void EngineImpl::ProcessTextJob(const TextJob& job) {
@@ -362,23 +336,18 @@ void EngineImpl::ProcessTextJob(const TextJob& job) {
     if (s.stage == Session::Stage::kFinished) return;
   }
   const int motion_score = s.spec.motion_score;
-  absl::Status status;
   Caption caption;
-  std::map<int64_t, Caption> timeline;
+  std::map<int64_t, Caption> timeline;  // a new session's scheduled prompt changes
+  auto encoded = text_->Encode(job.prompt, motion_score);
+  absl::Status status = encoded.status();
+  if (encoded.ok()) caption = *std::move(encoded);
   if (job.block < 0) {
-    auto encoded = text_->Encode(job.prompt, motion_score);
-    status = encoded.status();
-    if (encoded.ok()) caption = *std::move(encoded);
     for (const auto& change : s.spec.prompt_timeline) {
       if (!status.ok()) break;
       auto c = text_->Encode(change.prompt, motion_score);
       status = c.status();
       if (c.ok()) timeline[change.block] = *std::move(c);
     }
-  } else {
-    auto encoded = text_->Encode(job.prompt, motion_score);
-    status = encoded.status();
-    if (encoded.ok()) caption = *std::move(encoded);
   }
   Notification failure;
   {
@@ -474,7 +443,7 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPrompt(SessionId id, uint64_t comma
     pending.mode = mode;
     pending.generation = ++switch_generation_;
     s->switches[block] = pending;
-    PostTextJob({s, block, pending.generation, std::move(prompt)});
+    text_jobs_.Push({s, block, pending.generation, std::move(prompt)});
     ack.command_id = command_id;
     ack.effective_block = block;
     ack.num_frames = s->info.num_frames;

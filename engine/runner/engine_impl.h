@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +25,7 @@
 #include "engine/models/longsana_dit/dit_model.h"
 #include "engine/models/model_directory.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/runner/work_queue.h"
 #include "engine/sampler/longlive_sampler.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/text/text_encoder.h"
@@ -85,7 +85,6 @@ class EngineImpl final : public Engine {
   void RunnerLoop();
   void TextLoop();
   void ProcessTextJob(const TextJob& job);
-  void PostTextJob(TextJob job);
   void MediaLoop();
   // Creates a just-admitted session's sampler, VAE cache and encoder (runner thread).
   absl::Status SetUp(Session& s);
@@ -128,16 +127,9 @@ class EngineImpl final : public Engine {
   std::vector<Notification> posted_;  // sink calls the runner makes for API threads
   double avg_session_seconds_ = 0;  // for queue start estimates
 
-  std::mutex text_mu_;
-  std::condition_variable text_cv_;
-  std::deque<TextJob> text_jobs_;
-  bool text_stop_ = false;
+  WorkQueue<TextJob> text_jobs_;
   uint64_t switch_generation_ = 0;  // under mu_
-
-  std::mutex media_mu_;
-  std::condition_variable media_cv_;
-  std::deque<MediaJob> media_jobs_;
-  bool media_stop_ = false;
+  WorkQueue<MediaJob> media_jobs_;
 
   std::atomic<bool> healthy_{true};
   Clock::time_point epoch_ = Clock::now();

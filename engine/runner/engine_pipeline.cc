@@ -120,11 +120,7 @@ void EngineImpl::RunnerLoop() {
         ready.push_back({s->id, s->sampler->next_token_count(), DeadlineLocked(*s),
                          s->spec.priority});
       }
-      if (!finish_checks.empty()) {
-        std::lock_guard media_lock(media_mu_);
-        for (auto& j : finish_checks) media_jobs_.push_back(std::move(j));
-        media_cv_.notify_one();
-      }
+      media_jobs_.PushAll(std::move(finish_checks));
       if (to_set_up.empty()) {
         StepPlan plan = scheduler_.Plan(ready);
         for (SessionId id : plan.batch) {
@@ -259,11 +255,7 @@ void EngineImpl::Execute(std::vector<std::shared_ptr<Session>>& batch) {
     // The finished latents must be computed before another stream reads them.
     if (device_.is_cuda()) c10::cuda::getCurrentCUDAStream().synchronize();
 #endif
-    {
-      std::lock_guard lock(media_mu_);
-      for (auto& j : jobs) media_jobs_.push_back(std::move(j));
-    }
-    media_cv_.notify_one();
+    media_jobs_.PushAll(std::move(jobs));
   }
 }
 
@@ -289,17 +281,7 @@ void EngineImpl::MediaLoop() {
     stream_guard.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index()));
   }
 #endif
-  while (true) {
-    MediaJob job;
-    {
-      std::unique_lock lock(media_mu_);
-      media_cv_.wait(lock, [&] { return media_stop_ || !media_jobs_.empty(); });
-      if (media_stop_) return;
-      job = std::move(media_jobs_.front());
-      media_jobs_.pop_front();
-    }
-    ProcessMediaJob(job);
-  }
+  while (std::optional<MediaJob> job = media_jobs_.Pop()) ProcessMediaJob(*job);
 }
 
 void EngineImpl::ProcessMediaJob(MediaJob& job) {
