@@ -24,41 +24,43 @@ std::string ShapeToString(const std::vector<int64_t>& shape) {
   return StrCat("[", StrJoin(shape, ", "), "]");
 }
 
-absl::Status CheckStrict(const ParamSpecs& expected, const Checkpoint& checkpoint,
-                         std::string_view component, const StrictCheckOptions& options) {
+absl::Status CheckStrictShapes(const ParamSpecs& expected, const KeyShapes& present,
+                               std::string_view source, const StrictCheckOptions& options) {
   std::vector<std::string> missing, mis_shaped, unexpected;
   std::map<std::string, bool, std::less<>> expected_keys;
   for (const auto& spec : expected) {
     const std::string key = options.key_prefix + spec.name;
     expected_keys[key] = true;
-    const Checkpoint::Entry* e = checkpoint.Find(key);
-    if (e == nullptr) {
+    auto it = present.find(key);
+    if (it == present.end()) {
       missing.push_back(StrCat(key, " ", ShapeToString(spec.shape)));
-    } else if (e->info->shape != spec.shape) {
+    } else if (it->second != spec.shape) {
       mis_shaped.push_back(StrCat(key, ": expected ", ShapeToString(spec.shape), ", got ",
-                                        ShapeToString(e->info->shape)));
+                                  ShapeToString(it->second)));
     }
   }
-  for (const auto& [key, entry] : checkpoint.entries()) {
+  for (const auto& [key, shape] : present) {
     if (expected_keys.count(key) != 0) continue;
     if (options.ignore_unexpected && options.ignore_unexpected(key)) continue;
-    unexpected.push_back(StrCat(key, " ", ShapeToString(entry.info->shape)));
+    unexpected.push_back(StrCat(key, " ", ShapeToString(shape)));
   }
   if (missing.empty() && mis_shaped.empty() && unexpected.empty()) return absl::OkStatus();
 
-  std::string msg = StrCat(component, ": checkpoint ", checkpoint.source(),
-                                 " does not match the model config (", missing.size(),
-                                 " missing, ", unexpected.size(), " unexpected, ",
-                                 mis_shaped.size(), " mis-shaped)");
-  auto section = [&msg](std::string_view title, const std::vector<std::string>& keys) {
-    if (keys.empty()) return;
-    StrAppend(&msg, "\n  ", title, ":");
-    for (const auto& k : keys) StrAppend(&msg, "\n    ", k);
-  };
-  section("missing", missing);
-  section("unexpected", unexpected);
-  section("mis-shaped", mis_shaped);
+  std::string msg = StrCat(source, " does not match the model config (", missing.size(),
+                           " missing, ", unexpected.size(), " unexpected, ", mis_shaped.size(),
+                           " mis-shaped)");
+  for (const auto& k : missing) StrAppend(&msg, "\n  missing: ", k);
+  for (const auto& k : unexpected) StrAppend(&msg, "\n  unexpected: ", k);
+  for (const auto& k : mis_shaped) StrAppend(&msg, "\n  mis-shaped: ", k);
   return absl::InvalidArgumentError(msg);
+}
+
+absl::Status CheckStrict(const ParamSpecs& expected, const Checkpoint& checkpoint,
+                         std::string_view component, const StrictCheckOptions& options) {
+  KeyShapes present;
+  for (const auto& [key, entry] : checkpoint.entries()) present.emplace(key, entry.info->shape);
+  return CheckStrictShapes(expected, present,
+                           StrCat(component, ": checkpoint ", checkpoint.source()), options);
 }
 
 }  // namespace longsana::engine

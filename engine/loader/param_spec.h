@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,15 @@ struct StrictCheckOptions {
   // (e.g. the VAE encoder, which T2V never runs).
   std::function<bool(std::string_view key)> ignore_unexpected;
 };
+
+// Keys and shapes to check: a checkpoint's entries or a module's tensors.
+using KeyShapes = std::map<std::string, std::vector<int64_t>, std::less<>>;
+
+// Compares `expected` (each name behind options.key_prefix) with `present`. On mismatch
+// returns one InvalidArgument, headed by `source`, that lists every missing, unexpected and
+// mis-shaped key with its shapes, one per line.
+absl::Status CheckStrictShapes(const ParamSpecs& expected, const KeyShapes& present,
+                               std::string_view source, const StrictCheckOptions& options = {});
 
 // Compares `expected` with the checkpoint's tensors. On mismatch returns one
 // InvalidArgument that lists every missing, unexpected and mis-shaped key (each with its

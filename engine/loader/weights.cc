@@ -39,6 +39,16 @@ at::Tensor LoadTensor(const Checkpoint& checkpoint, const Checkpoint::Entry& ent
   return owned.to(device, dtype, /*non_blocking=*/false, /*copy=*/false);
 }
 
+absl::Status CheckStrictTensors(const ParamSpecs& expected, const TensorMap& tensors,
+                                std::string_view component,
+                                const StrictCheckOptions& options) {
+  KeyShapes present;
+  for (const auto& [name, t] : tensors) {
+    if (t.defined()) present.emplace(name, t.sizes().vec());
+  }
+  return CheckStrictShapes(expected, present, StrCat(component, ": tensors"), options);
+}
+
 absl::StatusOr<Weights> Weights::Load(const ParamSpecs& specs, const Checkpoint& checkpoint,
                                       std::string_view component,
                                       const WeightLoadOptions& options) {

@@ -25,6 +25,14 @@ at::Tensor LoadTensor(const Checkpoint& checkpoint, const Checkpoint::Entry& ent
 // a private read-only mapping; the view is valid while `checkpoint` lives.
 at::Tensor ViewTensor(const Checkpoint& checkpoint, const Checkpoint::Entry& entry);
 
+using TensorMap = std::map<std::string, at::Tensor, std::less<>>;
+
+// CheckStrictShapes on tensors in memory (an undefined tensor counts as missing), for
+// modules built from tensors rather than a checkpoint.
+absl::Status CheckStrictTensors(const ParamSpecs& expected, const TensorMap& tensors,
+                                std::string_view component,
+                                const StrictCheckOptions& options = {});
+
 struct WeightLoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
@@ -50,14 +58,12 @@ class Weights {
   const at::Tensor& Get(std::string_view name) const;
   bool Has(std::string_view name) const { return tensors_.count(name) != 0; }
 
-  const std::map<std::string, at::Tensor, std::less<>>& named_parameters() const {
-    return tensors_;
-  }
+  const TensorMap& named_parameters() const { return tensors_; }
   int64_t num_params() const;
   uint64_t num_bytes() const;
 
  private:
-  std::map<std::string, at::Tensor, std::less<>> tensors_;
+  TensorMap tensors_;
 };
 
 }  // namespace longsana::engine

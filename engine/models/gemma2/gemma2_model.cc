@@ -2,7 +2,6 @@
 
 #include <torch/version.h>
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -87,27 +86,8 @@ absl::StatusOr<std::unique_ptr<Gemma2Encoder>> Gemma2Encoder::FromParameters(
     return absl::InvalidArgumentError(StrCat(
         "text_encoder: dtype must be float32, bfloat16 or float16, got ", c10::toString(dtype)));
   }
-  // Names and shapes against the parameter table, every problem at once.
-  const ParamSpecs specs = Gemma2ParamSpecs(config);
-  std::vector<std::string> problems;
-  for (const ParamSpec& spec : specs) {
-    auto it = parameters.find(spec.name);
-    if (it == parameters.end()) {
-      problems.push_back(StrCat("missing ", spec.name, " ", ShapeToString(spec.shape)));
-    } else if (it->second.sizes() != at::IntArrayRef(spec.shape)) {
-      problems.push_back(StrCat("mis-shaped ", spec.name, ": expected ", ShapeToString(spec.shape),
-                                ", got ", ShapeToString(it->second.sizes().vec())));
-    }
-  }
-  for (const auto& [name, tensor] : parameters) {
-    const bool expected = std::any_of(specs.begin(), specs.end(),
-                                      [&](const ParamSpec& spec) { return spec.name == name; });
-    if (!expected) problems.push_back(StrCat("unexpected ", name));
-  }
-  if (!problems.empty()) {
-    return absl::InvalidArgumentError(
-        StrCat("text_encoder: parameters do not match the config: ", StrJoin(problems, "; ")));
-  }
+  LONGSANA_RETURN_IF_ERROR(
+      CheckStrictTensors(Gemma2ParamSpecs(config), parameters, "text_encoder"));
 
   std::unique_ptr<Gemma2Encoder> m(new Gemma2Encoder());
   m->config_ = config;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/loader/weights.h"
 #include "engine/models/gemma2/gemma2_config.h"
 
 namespace longsana::engine {
@@ -49,7 +50,7 @@ struct Gemma2Trace {
   std::vector<at::Tensor> layer_inputs;  // [B, S, hidden] entering each decoder layer
 };
 
-using Gemma2Parameters = std::map<std::string, at::Tensor, std::less<>>;
+using Gemma2Parameters = TensorMap;
 
 // Immutable after construction; Forward is const and thread-safe (callers may run it from
 // several threads at once; each call allocates its own activations).

@@ -109,12 +109,9 @@ absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Create(const DitConfig& conf
                                                            const DitOptions& options) {
   absl::Status valid = config.Validate();
   if (!valid.ok()) return valid;
-  for (const auto& spec : DitParamSpecs(config)) {
-    if (!w.Has(spec.name) || w.Get(spec.name).sizes() != at::IntArrayRef(spec.shape)) {
-      return absl::InvalidArgumentError(
-          StrCat("transformer: weight '", spec.name, "' missing or mis-shaped"));
-    }
-  }
+  absl::Status strict = CheckStrictTensors(DitParamSpecs(config), w.named_parameters(),
+                                           "transformer");
+  if (!strict.ok()) return strict;
   std::unique_ptr<DitModel> m(new DitModel(config, options));
   const int64_t d = config.hidden_size();
   auto get = [&](const std::string& name) {

@@ -132,36 +132,16 @@ absl::StatusOr<std::unique_ptr<WanVaeDecoder>> WanVaeDecoder::Load(const ModelDi
 }
 
 absl::StatusOr<std::unique_ptr<WanVaeDecoder>> WanVaeDecoder::FromTensors(
-    const WanVaeConfig& config, const std::map<std::string, at::Tensor, std::less<>>& tensors,
+    const WanVaeConfig& config, const TensorMap& tensors,
     const VaeOptions& options) {
   LONGSANA_RETURN_IF_ERROR(config.Validate());
   LONGSANA_RETURN_IF_ERROR(options.Validate());
   LONGSANA_ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
 
   const ParamSpecs specs = WanVaeDecoderParamSpecs(config);
-  std::vector<std::string> missing, mis_shaped, unexpected;
-  std::map<std::string, bool, std::less<>> expected;
-  for (const ParamSpec& spec : specs) {
-    expected[spec.name] = true;
-    auto it = tensors.find(spec.name);
-    if (it == tensors.end() || !it->second.defined()) {
-      missing.push_back(StrCat(spec.name, " ", ShapeToString(spec.shape)));
-    } else if (it->second.sizes().vec() != spec.shape) {
-      mis_shaped.push_back(StrCat(spec.name, ": expected ", ShapeToString(spec.shape), ", got ",
-                                  ShapeToString(it->second.sizes().vec())));
-    }
-  }
-  for (const auto& [name, t] : tensors) {
-    if (expected.count(name) == 0 && !IsWanVaeEncoderKey(name)) unexpected.push_back(name);
-  }
-  if (!missing.empty() || !mis_shaped.empty() || !unexpected.empty()) {
-    std::string msg = StrCat("vae: tensors do not match the config (", missing.size(), " missing, ",
-                             unexpected.size(), " unexpected, ", mis_shaped.size(), " mis-shaped)");
-    for (const auto& k : missing) StrAppend(&msg, "\n  missing: ", k);
-    for (const auto& k : unexpected) StrAppend(&msg, "\n  unexpected: ", k);
-    for (const auto& k : mis_shaped) StrAppend(&msg, "\n  mis-shaped: ", k);
-    return absl::InvalidArgumentError(msg);
-  }
+  StrictCheckOptions strict;
+  strict.ignore_unexpected = IsWanVaeEncoderKey;
+  LONGSANA_RETURN_IF_ERROR(CheckStrictTensors(specs, tensors, "vae", strict));
 
   std::unique_ptr<WanVaeDecoder> decoder(new WanVaeDecoder(config, options, device));
   try {

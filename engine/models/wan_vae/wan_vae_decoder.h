@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/loader/weights.h"
 #include "engine/models/model_directory.h"
 #include "engine/models/wan_vae/wan_vae_cache_layout.h"
 #include "engine/models/wan_vae/wan_vae_config.h"
@@ -90,7 +91,7 @@ class WanVaeDecoder {
   // From named tensors (checkpoint keys of WanVaeDecoderParamSpecs; encoder keys are
   // ignored), e.g. random weights for benchmarks. Same checks and errors as Load.
   static absl::StatusOr<std::unique_ptr<WanVaeDecoder>> FromTensors(
-      const WanVaeConfig& config, const std::map<std::string, at::Tensor, std::less<>>& tensors,
+      const WanVaeConfig& config, const TensorMap& tensors,
       const VaeOptions& options = {});
 
   // Bytes of one session's cache at this latent resolution and the decoder's dtype,
@@ -116,7 +117,7 @@ class WanVaeDecoder {
   const VaeOptions& options() const { return options_; }
   at::Device device() const { return device_; }
   // The loaded parameters under their checkpoint keys.
-  const std::map<std::string, at::Tensor, std::less<>>& named_parameters() const { return params_; }
+  const TensorMap& named_parameters() const { return params_; }
 
   ~WanVaeDecoder();
 
@@ -139,7 +140,7 @@ class WanVaeDecoder {
   WanVaeConfig config_;
   VaeOptions options_;
   at::Device device_;
-  std::map<std::string, at::Tensor, std::less<>> params_;
+  TensorMap params_;
   at::Tensor mean_;     // [1, z_dim, 1, 1, 1] fp32
   at::Tensor inv_std_;  // [1, z_dim, 1, 1, 1] fp32, 1/std rounded to fp32
 

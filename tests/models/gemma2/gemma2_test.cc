@@ -168,9 +168,9 @@ TEST_F(Gemma2Test, FromParametersValidatesNamesAndShapes) {
   auto encoder = Gemma2Encoder::FromParameters(config_, params, {});
   ASSERT_EQ(encoder.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string message(encoder.status().message());
-  EXPECT_THAT(message, HasSubstr("missing norm.weight"));
-  EXPECT_THAT(message, HasSubstr("mis-shaped layers.0.mlp.up_proj.weight"));
-  EXPECT_THAT(message, HasSubstr("unexpected lm_head.weight"));
+  EXPECT_THAT(message, HasSubstr("missing: norm.weight"));
+  EXPECT_THAT(message, HasSubstr("mis-shaped: layers.0.mlp.up_proj.weight"));
+  EXPECT_THAT(message, HasSubstr("unexpected: lm_head.weight"));
 
   Gemma2Options int_dtype;
   int_dtype.dtype = at::kInt;
