@@ -310,6 +310,27 @@ engine::PromptSwitchMode ToPromptSwitchMode(v1::SwitchPrompt::Mode mode) {
                                                 : engine::PromptSwitchMode::kImmediate;
 }
 
+absl::StatusOr<engine::SessionCommand> ToEngineCommand(const v1::SessionCommand& command,
+                                                       const RequestLimits& limits) {
+  switch (command.command_case()) {
+    case v1::SessionCommand::kSwitchPrompt: {
+      if (auto s = ValidateSwitchPrompt(command.switch_prompt()); !s.ok()) return s;
+      return engine::SwitchPromptCommand{command.switch_prompt().prompt(),
+                                         ToPromptSwitchMode(command.switch_prompt().mode())};
+    }
+    case v1::SessionCommand::kExtend: {
+      if (auto s = ValidateExtend(command.extend(), limits); !s.ok()) return s;
+      return engine::ExtendCommand{static_cast<int>(command.extend().num_frames())};
+    }
+    case v1::SessionCommand::kStop:
+      return engine::StopCommand{};
+    case v1::SessionCommand::kStart:
+    case v1::SessionCommand::COMMAND_NOT_SET:
+      break;
+  }
+  return Bad("command", "none set; later commands are switch_prompt, extend or stop");
+}
+
 v1::Accepted ToAccepted(const engine::SessionInfo& info) {
   v1::Accepted a;
   a.set_session_id(std::to_string(info.id));

@@ -62,6 +62,10 @@ bool IsValidUtf8(std::string_view text);
 absl::Status ValidateSwitchPrompt(const v1::SwitchPrompt& command);
 absl::Status ValidateExtend(const v1::Extend& command, const RequestLimits& limits);
 engine::PromptSwitchMode ToPromptSwitchMode(v1::SwitchPrompt::Mode mode);
+// A later command (not `start`) as the engine's typed command; InvalidArgument naming the
+// field (`switch_prompt.prompt`, `extend.num_frames`, `command`) otherwise.
+absl::StatusOr<engine::SessionCommand> ToEngineCommand(const v1::SessionCommand& command,
+                                                       const RequestLimits& limits);
 
 // Engine -> wire.
 v1::Accepted ToAccepted(const engine::SessionInfo& info);

@@ -35,13 +35,6 @@ absl::StatusOr<engine::SessionInfo> SubmitSession(engine::Engine& engine, engine
 // ---------------------------------------------------------------------------------------
 // Generate: one request, a stream of events.
 
-// The engine names a command's fields without the command ("num_frames: ..."); the client
-// wrote them inside one ("extend.num_frames: ...").
-absl::Status InCommand(std::string_view command, const absl::Status& status) {
-  if (status.code() != absl::StatusCode::kInvalidArgument) return status;
-  return absl::InvalidArgumentError(fmt::format("{}.{}", command, std::string(status.message())));
-}
-
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>,
                               public EventWriter {
  public:
@@ -252,51 +245,30 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   // Returns true when more commands should be read.
   bool HandleCommand(SessionOutbox& outbox) {
     const uint64_t id = command_.command_id();
-    absl::Status status;
-    switch (command_.command_case()) {
-      case v1::SessionCommand::kStart: {
-        const absl::Status s = absl::InvalidArgumentError(
-            "start: the session has already started; later commands are switch_prompt, "
-            "extend or stop");
-        spdlog::info("[session {}] protocol error: {}", session_id_, s.ToString());
-        CancelSession(s);
-        outbox.Abort(s);
-        return false;
-      }
-      case v1::SessionCommand::kSwitchPrompt:
-        status = ValidateSwitchPrompt(command_.switch_prompt());
-        if (status.ok()) {
-          status = InCommand("switch_prompt",
-                             engine_
-                                 ->SwitchPrompt(session_id_, id, command_.switch_prompt().prompt(),
-                                                ToPromptSwitchMode(command_.switch_prompt().mode()))
-                                 .status());
-        }
-        break;
-      case v1::SessionCommand::kExtend:
-        status = ValidateExtend(command_.extend(), service_->limits());
-        if (status.ok()) {
-          status = InCommand(
-              "extend",
-              engine_->Extend(session_id_, id, static_cast<int>(command_.extend().num_frames()))
-                  .status());
-        }
-        break;
-      case v1::SessionCommand::kStop:
-        status = engine_->Stop(session_id_, id).status();
-        break;
-      case v1::SessionCommand::COMMAND_NOT_SET:
-        status = absl::InvalidArgumentError(
-            "command: none set; later commands are switch_prompt, extend or stop");
-        break;
+    if (command_.command_case() == v1::SessionCommand::kStart) {
+      const absl::Status s = absl::InvalidArgumentError(
+          "start: the session has already started; later commands are switch_prompt, "
+          "extend or stop");
+      spdlog::info("[session {}] protocol error: {}", session_id_, s.ToString());
+      CancelSession(s);
+      outbox.Abort(s);
+      return false;
     }
-    // Success: the engine has sent (or will send) the ack through the sink, in order with
-    // the chunks; only refusals are answered here, so every command gets exactly one ack.
-    if (!status.ok()) {
-      spdlog::info("[session {}] command {} refused: {}", session_id_, id, status.ToString());
-      outbox.PushCommandAck(ErrorAck(id, status));
-    }
+    SendCommand(outbox, id, ToEngineCommand(command_, service_->limits()));
     return true;
+  }
+
+  // Every command, accepted or refused (here or by the engine), is acknowledged by the
+  // engine through the session's sink, so acks keep command order.
+  void SendCommand(SessionOutbox& outbox, uint64_t id,
+                   absl::StatusOr<engine::SessionCommand> command) {
+    auto ack = engine_->Command(session_id_, id, std::move(command));
+    if (!ack.ok()) {
+      spdlog::info("[session {}] command {} refused: {}", session_id_, id,
+                   ack.status().ToString());
+      // NotFound: the session has ended, so no ack of an earlier command is still to come.
+      if (absl::IsNotFound(ack.status())) outbox.PushCommandAck(ErrorAck(id, ack.status()));
+    }
   }
 
   void ReadNextIfRoom() {

@@ -127,10 +127,16 @@ void SessionOutbox::OnChunk(engine::VideoChunk chunk) {
 void SessionOutbox::OnCommandAck(const engine::CommandAck& ack) {
   std::unique_lock lock(mu_);
   if (end_status_.has_value()) return;
-  spdlog::info("[session {}] command {} takes effect at block {}", session_id_.load(),
-               ack.command_id, ack.effective_block);
   v1::GenerateEvent e;
-  *e.mutable_command_ack() = ToProto(ack);
+  if (ack.status.ok()) {
+    spdlog::info("[session {}] command {} takes effect at block {}", session_id_.load(),
+                 ack.command_id, ack.effective_block);
+    *e.mutable_command_ack() = ToProto(ack);
+  } else {
+    spdlog::info("[session {}] command {} refused: {}", session_id_.load(), ack.command_id,
+                 ack.status.ToString());
+    *e.mutable_command_ack() = ErrorAck(ack.command_id, ack.status);
+  }
   PushLocked(std::move(e));
   Pump(std::move(lock));
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,8 @@
 
 namespace longsana::engine {
 
+// Random 64-bit values, never 0: unique across restarts and replicas (not 1, 2, 3 per
+// process), so logs and metrics of many servers can be joined on them.
 using SessionId = uint64_t;
 
 enum class DeviceKind { kCpu, kCuda };
@@ -80,9 +83,23 @@ struct VideoChunk {
   std::string bytes;            // init segment (ftyp+moov) or one moof+mdat fragment
 };
 
+// Interactive commands of a running session, as typed values.
+struct SwitchPromptCommand {
+  std::string prompt;
+  PromptSwitchMode mode = PromptSwitchMode::kImmediate;
+};
+struct ExtendCommand {
+  int num_frames = 0;  // video frames to add: a positive multiple of 4
+};
+struct StopCommand {};
+using SessionCommand = std::variant<SwitchPromptCommand, ExtendCommand, StopCommand>;
+
+// The answer to one command. Every command of a session gets exactly one, through the
+// session's sink, in the order the commands were given (accepted or refused alike).
 struct CommandAck {
   uint64_t command_id = 0;
-  int64_t effective_block = 0;  // the block at which the command takes effect
+  absl::Status status;          // OK: accepted; else why it was refused
+  int64_t effective_block = 0;  // accepted: the block at which the command takes effect
   std::string detail;
   int num_frames = 0;           // the video's length after the command
   int64_t num_blocks = 0;
@@ -109,8 +126,10 @@ struct CompletionStats {
 // Receives one session's events. Implemented by the server (and by tests).
 // Calls for one session never overlap and arrive in this order: OnQueued* while waiting,
 // OnStarted, then OnProgress / OnChunk / OnCommandAck interleaved, then exactly one of
-// OnCompleted or OnFailed, after which nothing more. Calls come from engine threads: keep
-// them short and non-blocking.
+// OnCompleted or OnFailed, after which nothing more. Calls come from engine threads or from
+// inside an Engine call made by the sink's owner: keep them short and non-blocking. A sink
+// may call back into the Engine (Cancel, Command) from inside a callback: such calls never
+// deadlock, and the events they cause are delivered after the current callback returns.
 class ChunkSink {
  public:
   virtual ~ChunkSink() = default;
@@ -123,8 +142,24 @@ class ChunkSink {
   virtual void OnFailed(const absl::Status& status) = 0;
   // Backpressure: while true the engine schedules no new forwards for this session, so a
   // slow reader buffers at most its outbox plus the blocks already in the pipeline, and
-  // other sessions are unaffected. Thread-safe; polled by the scheduler.
+  // other sessions are unaffected. A session congested for longer than the stall budget
+  // (EngineConfig::stall_timeout) ends with DeadlineExceeded and frees its slot.
+  // Thread-safe; polled by the scheduler.
   virtual bool Congested() const { return false; }
+};
+
+// Cost caps: server policy over what one request may ask for. A request over a cap is
+// refused with InvalidArgument naming the field, the cap and the server flag that sets it.
+struct SessionPolicy {
+  int max_steps = 8;                    // --max-steps: denoising timesteps per block
+  int max_cached_blocks = 16;           // --max-cached-blocks: K of a num_cached_blocks window
+  int64_t max_pixels = 1280 * 720;      // --max-pixels: width x height
+  std::vector<std::string> presets = {  // --allowed-presets: x264 presets a request may name
+      "ultrafast", "superfast", "veryfast", "faster", "fast", "medium"};
+  int min_crf = 10;                     // --min-crf: lowest (most costly) CRF allowed
+  int64_t max_bitrate_bps = 20'000'000;     // --max-bitrate
+  int64_t max_chunk_bytes = 16 << 20;  // --max-chunk-bytes: a larger fragment fails its session
+  absl::Status Validate() const;
 };
 
 struct EngineConfig {
@@ -132,7 +167,10 @@ struct EngineConfig {
   DeviceKind device = DeviceKind::kCpu;
   int threads = 0;                  // CPU intra-op threads; 0: one per core
   int max_sessions = 4;             // admitted (running) sessions
-  int64_t memory_budget_bytes = 0;  // bytes of session slots; 0: only max_sessions limits
+  // Bytes of session slots. 0: on CUDA memory_budget_fraction of the device memory left
+  // after loading; on CPU only max_sessions limits.
+  int64_t memory_budget_bytes = 0;
+  double memory_budget_fraction = 0.8;
   int queue_size = 16;              // waiting sessions beyond which Submit fails
   int max_batch = 8;                // work items per DiT forward
   int max_num_frames = 961;         // per session, extensions included
@@ -143,7 +181,14 @@ struct EngineConfig {
   bool exact_timesteps = false;     // binding decision 2 (default: bf16-rounded)
   int fps = 16;
   int encoder_threads = 0;          // x264 threads per session encoder; 0: automatic
+  int media_workers = 0;            // decode + encode threads; 0: from the core count
   uint64_t seed_base = 0;           // seeds for seed=0 requests: 0 = from the clock
+  // A session whose client has read nothing (its sink Congested()) for this long ends with
+  // DeadlineExceeded and frees its slot. 0 disables the budget.
+  std::chrono::milliseconds stall_timeout{10'000};
+  int text_queue_size = 64;         // prompt encodings waiting; beyond: ResourceExhausted
+  int max_pending_commands = 16;    // per session, not yet applied; beyond: ResourceExhausted
+  SessionPolicy policy;
   absl::Status Validate() const;    // InvalidArgument naming the field
 };
 
@@ -191,23 +236,26 @@ class Engine {
   // sink gets OnFailed(reason) unless the session already ended. Unknown ids are ignored.
   virtual void Cancel(SessionId id, const absl::Status& reason) = 0;
 
-  // Interactive commands; each returns (and sends to the sink, from an engine thread) the
-  // block where it takes effect, without waiting for any model work (a new prompt is
-  // encoded on an engine thread; its block does not start before that). NotFound for an
-  // unknown or finished session; InvalidArgument for bad values.
-  virtual absl::StatusOr<CommandAck> SwitchPrompt(SessionId id, uint64_t command_id,
-                                                  std::string prompt, PromptSwitchMode mode) = 0;
-  virtual absl::StatusOr<CommandAck> Extend(SessionId id, uint64_t command_id,
-                                            int num_frames) = 0;
-  virtual absl::StatusOr<CommandAck> Stop(SessionId id, uint64_t command_id) = 0;
+  // An interactive command. Returns its ack (status OK: the block where it takes effect)
+  // without waiting for model work, and delivers the same ack through the sink, in command
+  // order: refusals too, including a front end's own (pass its error as `command`, so that
+  // it cannot overtake the acks of earlier commands). Refusals: InvalidArgument for bad
+  // values or a command_id not greater than every earlier one of the session;
+  // FailedPrecondition for any command after an accepted stop, or a switch when every
+  // block has started; ResourceExhausted when too many commands or prompt encodings are
+  // pending. NotFound (returned, no ack) for an unknown or finished session.
+  virtual absl::StatusOr<CommandAck> Command(SessionId id, uint64_t command_id,
+                                             absl::StatusOr<SessionCommand> command) = 0;
 
   virtual EngineStats Stats() const = 0;
   virtual ModelInfo Info() const = 0;
   // False after an unrecoverable device error (the server then reports NOT_SERVING).
   virtual bool Healthy() const = 0;
 
-  // Stops admitting (Submit returns Unavailable), waits up to `timeout` for running and
-  // queued sessions to finish, then cancels what is left with Unavailable. Idempotent.
+  // Stops admitting (Submit returns Unavailable), hands queued sessions back at once with
+  // Unavailable, waits up to `timeout` for running sessions to finish, then ends what is
+  // left with Unavailable; a block decode in progress stops at its next latent frame.
+  // Returns within timeout plus one DiT forward. Idempotent.
   virtual void Drain(std::chrono::milliseconds timeout) = 0;
 };
 

@@ -32,6 +32,44 @@ absl::Status EngineConfig::Validate() const {
   if (encoder_threads < 0 || encoder_threads > 64) {
     return Bad("encoder_threads", "must be in [0, 64]");
   }
+  if (!(memory_budget_fraction > 0 && memory_budget_fraction <= 1)) {
+    return Bad("memory_budget_fraction", "must be in (0, 1]");
+  }
+  if (media_workers < 0 || media_workers > 256) return Bad("media_workers", "must be in [0, 256]");
+  if (stall_timeout.count() < 0) return Bad("stall_timeout", "must be >= 0");
+  if (text_queue_size < 1 || text_queue_size > 1 << 16) {
+    return Bad("text_queue_size", "must be in [1, 65536]");
+  }
+  if (max_pending_commands < 1 || max_pending_commands > 4096) {
+    return Bad("max_pending_commands", "must be in [1, 4096]");
+  }
+  return policy.Validate();
+}
+
+absl::Status SessionPolicy::Validate() const {
+  static constexpr const char* kPresets[] = {"ultrafast", "superfast", "veryfast", "faster",
+                                             "fast",      "medium",    "slow",     "slower",
+                                             "veryslow",  "placebo"};
+  if (max_steps < 1 || max_steps > 1000) return Bad("max_steps", "must be in [1, 1000]");
+  if (max_cached_blocks < 1 || max_cached_blocks > 1024) {
+    return Bad("max_cached_blocks", "must be in [1, 1024]");
+  }
+  if (max_pixels < 16 * 16) return Bad("max_pixels", "must be at least 256 (16 x 16)");
+  if (presets.empty()) return Bad("allowed_presets", "must name at least one x264 preset");
+  for (const std::string& preset : presets) {
+    bool known = false;
+    for (const char* p : kPresets) known = known || preset == p;
+    if (!known) {
+      return Bad("allowed_presets", "unknown x264 preset \"" + preset +
+                                        "\" (ultrafast, superfast, veryfast, faster, fast, "
+                                        "medium, slow, slower, veryslow, placebo)");
+    }
+  }
+  if (min_crf < 0 || min_crf > 51) return Bad("min_crf", "must be in [0, 51]");
+  if (max_bitrate_bps < 10'000) return Bad("max_bitrate", "must be at least 10000 bit/s");
+  if (max_chunk_bytes < 64 * 1024 || max_chunk_bytes > (int64_t{1} << 30)) {
+    return Bad("max_chunk_bytes", "must be in [64 KiB, 1 GiB]");
+  }
   return absl::OkStatus();
 }
 

@@ -418,6 +418,16 @@ EngineImpl::Notification EngineImpl::FinishLocked(const std::shared_ptr<Session>
 // ----------------------------------------------------------------------------------------
 // Commands
 
+absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id,
+                                               absl::StatusOr<SessionCommand> command) {
+  if (!command.ok()) return command.status();
+  if (auto* sw = std::get_if<SwitchPromptCommand>(&*command)) {
+    return SwitchPrompt(id, command_id, std::move(sw->prompt), sw->mode);
+  }
+  if (auto* ex = std::get_if<ExtendCommand>(&*command)) return Extend(id, command_id, ex->num_frames);
+  return Stop(id, command_id);
+}
+
 absl::StatusOr<CommandAck> EngineImpl::SwitchPrompt(SessionId id, uint64_t command_id,
                                                     std::string prompt, PromptSwitchMode mode) {
   if (prompt.empty() || prompt.size() > kMaxPromptBytes || !IsValidUtf8(prompt)) {

@@ -41,10 +41,12 @@ class EngineImpl final : public Engine {
   absl::Status ValidateSpec(const SessionSpec& spec) const override;
   absl::StatusOr<SessionInfo> Submit(SessionSpec spec, std::shared_ptr<ChunkSink> sink) override;
   void Cancel(SessionId id, const absl::Status& reason) override;
+  absl::StatusOr<CommandAck> Command(SessionId id, uint64_t command_id,
+                                     absl::StatusOr<SessionCommand> command) override;
   absl::StatusOr<CommandAck> SwitchPrompt(SessionId id, uint64_t command_id, std::string prompt,
-                                          PromptSwitchMode mode) override;
-  absl::StatusOr<CommandAck> Extend(SessionId id, uint64_t command_id, int num_frames) override;
-  absl::StatusOr<CommandAck> Stop(SessionId id, uint64_t command_id) override;
+                                          PromptSwitchMode mode);
+  absl::StatusOr<CommandAck> Extend(SessionId id, uint64_t command_id, int num_frames);
+  absl::StatusOr<CommandAck> Stop(SessionId id, uint64_t command_id);
   EngineStats Stats() const override;
   ModelInfo Info() const override;
   bool Healthy() const override { return healthy_.load(); }

@@ -22,6 +22,7 @@ struct FakeEngine::Session {
   std::shared_ptr<engine::ChunkSink> sink;
   std::vector<int64_t> block_latents;  // latent frames of each block
   int64_t num_blocks = 0;              // blocks to generate (Stop may lower it)
+  uint64_t last_command_id = 0;        // command ids must increase
   int64_t block = 0;                   // block being generated
   int step = 0;                        // forwards done in the current block
   int num_steps = 4;
@@ -178,61 +179,88 @@ void FakeEngine::Cancel(engine::SessionId id, const absl::Status& reason) {
   cv_.notify_all();
 }
 
-absl::StatusOr<engine::CommandAck> FakeEngine::SwitchPrompt(engine::SessionId id,
-                                                            uint64_t command_id, std::string prompt,
-                                                            engine::PromptSwitchMode mode) {
+absl::StatusOr<engine::CommandAck> FakeEngine::Command(
+    engine::SessionId id, uint64_t command_id, absl::StatusOr<engine::SessionCommand> command) {
   std::lock_guard lock(mu_);
   Session* s = FindLocked(id);
   if (s == nullptr || s->ended) return absl::NotFoundError(fmt::format("session {}", id));
-  if (s->stopping) return absl::FailedPreconditionError("the session is stopping");
-  if (mode == engine::PromptSwitchMode::kRecache && !s->spec.interactive) {
+  absl::StatusOr<engine::CommandAck> ack = command.status();
+  if (command.ok() && command_id <= s->last_command_id) {
+    ack = absl::InvalidArgumentError(fmt::format(
+        "command_id: {} is not greater than the previous command's {}", command_id,
+        s->last_command_id));
+  } else if (command.ok() && s->stopping) {
+    ack = absl::FailedPreconditionError("the session is stopping: no commands after stop");
+  } else if (command.ok()) {
+    s->last_command_id = command_id;
+    if (auto* sw = std::get_if<engine::SwitchPromptCommand>(&*command)) {
+      ack = SwitchPromptLocked(*s, command_id, std::move(*sw));
+    } else if (auto* ex = std::get_if<engine::ExtendCommand>(&*command)) {
+      ack = ExtendLocked(*s, command_id, *ex);
+    } else {
+      ack = StopLocked(*s, command_id);
+    }
+  }
+  engine::CommandAck sent;
+  if (ack.ok()) {
+    sent = *ack;
+  } else {
+    sent.command_id = command_id;
+    sent.status = ack.status();
+  }
+  s->sink->OnCommandAck(sent);
+  return ack;
+}
+
+absl::StatusOr<engine::CommandAck> FakeEngine::SwitchPromptLocked(Session& s,
+                                                                  uint64_t command_id,
+                                                                  engine::SwitchPromptCommand c) {
+  if (c.mode == engine::PromptSwitchMode::kRecache && !s.spec.interactive) {
     return absl::FailedPreconditionError("RECACHE needs an interactive session");
   }
-  const int64_t effective = s->step > 0 ? s->block + 1 : s->block;
-  if (effective >= s->num_blocks) {
+  const int64_t effective = s.step > 0 ? s.block + 1 : s.block;
+  if (effective >= s.num_blocks) {
     return absl::FailedPreconditionError(fmt::format(
-        "switch_prompt: no block left (the video ends with block {})", s->num_blocks - 1));
+        "switch_prompt: no block left (the video ends with block {})", s.num_blocks - 1));
   }
-  s->prompt_changes[effective] = std::move(prompt);
+  s.prompt_changes[effective] = std::move(c.prompt);
   // Later timeline entries would override the switch; a switch replaces them.
-  s->prompt_changes.erase(s->prompt_changes.upper_bound(effective), s->prompt_changes.end());
-  engine::CommandAck ack{command_id, effective,
-                         mode == engine::PromptSwitchMode::kRecache ? "recache" : "immediate"};
-  s->sink->OnCommandAck(ack);
+  s.prompt_changes.erase(s.prompt_changes.upper_bound(effective), s.prompt_changes.end());
+  engine::CommandAck ack;
+  ack.command_id = command_id;
+  ack.effective_block = effective;
+  ack.detail = c.mode == engine::PromptSwitchMode::kRecache ? "recache" : "immediate";
   return ack;
 }
 
-absl::StatusOr<engine::CommandAck> FakeEngine::Extend(engine::SessionId id, uint64_t command_id,
-                                                      int num_frames) {
-  std::lock_guard lock(mu_);
-  Session* s = FindLocked(id);
-  if (s == nullptr || s->ended) return absl::NotFoundError(fmt::format("session {}", id));
-  if (s->stopping) return absl::FailedPreconditionError("the session is stopping");
+absl::StatusOr<engine::CommandAck> FakeEngine::ExtendLocked(Session& s, uint64_t command_id,
+                                                            engine::ExtendCommand c) {
+  const int num_frames = c.num_frames;
   if (num_frames <= 0 || num_frames % 4 != 0 ||
-      s->spec.num_frames + num_frames > options_.max_num_frames) {
+      s.spec.num_frames + num_frames > options_.max_num_frames) {
     return absl::InvalidArgumentError(fmt::format(
-        "num_frames: {} more frames exceed the limit of {}", num_frames, options_.max_num_frames));
+        "extend.num_frames: {} more frames exceed the limit of {}", num_frames, options_.max_num_frames));
   }
-  const int64_t effective = s->num_blocks;
+  const int64_t effective = s.num_blocks;
   for (int64_t b : SplitLatents(num_frames / 4, options_.block_latent_frames)) {
-    s->block_latents.push_back(b);
+    s.block_latents.push_back(b);
   }
-  s->num_blocks = static_cast<int64_t>(s->block_latents.size());
-  s->spec.num_frames += num_frames;
-  engine::CommandAck ack{command_id, effective, fmt::format("+{} frames", num_frames)};
-  s->sink->OnCommandAck(ack);
+  s.num_blocks = static_cast<int64_t>(s.block_latents.size());
+  s.spec.num_frames += num_frames;
+  engine::CommandAck ack;
+  ack.command_id = command_id;
+  ack.effective_block = effective;
+  ack.detail = fmt::format("+{} frames", num_frames);
   return ack;
 }
 
-absl::StatusOr<engine::CommandAck> FakeEngine::Stop(engine::SessionId id, uint64_t command_id) {
-  std::lock_guard lock(mu_);
-  Session* s = FindLocked(id);
-  if (s == nullptr || s->ended) return absl::NotFoundError(fmt::format("session {}", id));
-  if (s->stopping) return absl::FailedPreconditionError("the session is already stopping");
-  s->stopping = true;
-  s->num_blocks = std::min(s->num_blocks, s->block + 1);
-  engine::CommandAck ack{command_id, s->num_blocks - 1, "the video ends after this block"};
-  s->sink->OnCommandAck(ack);
+absl::StatusOr<engine::CommandAck> FakeEngine::StopLocked(Session& s, uint64_t command_id) {
+  s.stopping = true;
+  s.num_blocks = std::min(s.num_blocks, s.block + 1);
+  engine::CommandAck ack;
+  ack.command_id = command_id;
+  ack.effective_block = s.num_blocks - 1;
+  ack.detail = "the video ends after this block";
   return ack;
 }
 

@@ -7,8 +7,8 @@
 // engine/media, offset by the seed) are encoded to a real fMP4 fragment by the real
 // Fmp4Encoder and handed to the sink (the init segment first). Block partition, frame counts
 // and the sink call order follow engine/api/engine.h. Cancel drops a session at the next step
-// boundary and frees its slot; SwitchPrompt / Extend / Stop take effect at the next block
-// boundary and are acknowledged through the sink; Drain waits, then cancels with
+// boundary and frees its slot; commands take effect at the next block boundary and are
+// acknowledged (refusals too, in order) through the sink; Drain waits, then cancels with
 // Unavailable. A session whose sink is Congested() is skipped (and counted).
 //
 // Introspection (Record) lets tests check which prompt each block used and how often a
@@ -57,12 +57,9 @@ class FakeEngine final : public engine::Engine {
   absl::StatusOr<engine::SessionInfo> Submit(engine::SessionSpec spec,
                                              std::shared_ptr<engine::ChunkSink> sink) override;
   void Cancel(engine::SessionId id, const absl::Status& reason) override;
-  absl::StatusOr<engine::CommandAck> SwitchPrompt(engine::SessionId id, uint64_t command_id,
-                                                  std::string prompt,
-                                                  engine::PromptSwitchMode mode) override;
-  absl::StatusOr<engine::CommandAck> Extend(engine::SessionId id, uint64_t command_id,
-                                            int num_frames) override;
-  absl::StatusOr<engine::CommandAck> Stop(engine::SessionId id, uint64_t command_id) override;
+  absl::StatusOr<engine::CommandAck> Command(
+      engine::SessionId id, uint64_t command_id,
+      absl::StatusOr<engine::SessionCommand> command) override;
   engine::EngineStats Stats() const override;
   engine::ModelInfo Info() const override;
   bool Healthy() const override;
@@ -98,6 +95,11 @@ class FakeEngine final : public engine::Engine {
   void AdmitLocked();
   void RemoveEndedLocked();
   Session* FindLocked(engine::SessionId id);
+  absl::StatusOr<engine::CommandAck> SwitchPromptLocked(Session& s, uint64_t command_id,
+                                                        engine::SwitchPromptCommand c);
+  absl::StatusOr<engine::CommandAck> ExtendLocked(Session& s, uint64_t command_id,
+                                                  engine::ExtendCommand c);
+  absl::StatusOr<engine::CommandAck> StopLocked(Session& s, uint64_t command_id);
 
   const FakeEngineOptions options_;
   mutable std::mutex mu_;
