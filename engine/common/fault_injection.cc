@@ -2,7 +2,7 @@
 
 #include <atomic>
 #include <mutex>
-#include <set>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -16,16 +16,17 @@ std::mutex& Mu() {
   return mu;
 }
 
-std::set<std::pair<std::string, uint64_t>, std::less<>>& Points() {
-  static auto* points = new std::set<std::pair<std::string, uint64_t>, std::less<>>();
+// (point, session) -> uses left; -1: every time.
+std::map<std::pair<std::string, uint64_t>, int, std::less<>>& Points() {
+  static auto* points = new std::map<std::pair<std::string, uint64_t>, int, std::less<>>();
   return *points;
 }
 
 }  // namespace
 
-void FailSession(std::string_view point, uint64_t session_id) {
+void FailSession(std::string_view point, uint64_t session_id, int times) {
   std::lock_guard lock(Mu());
-  Points().emplace(std::string(point), session_id);
+  Points()[{std::string(point), session_id}] = times;
   g_any_armed.store(true, std::memory_order_release);
 }
 
@@ -38,7 +39,10 @@ void Reset() {
 bool Armed(std::string_view point, uint64_t session_id) {
   if (!g_any_armed.load(std::memory_order_relaxed)) return false;
   std::lock_guard lock(Mu());
-  return Points().count(std::pair<std::string, uint64_t>(std::string(point), session_id)) > 0;
+  auto it = Points().find(std::pair<std::string, uint64_t>(std::string(point), session_id));
+  if (it == Points().end() || it->second == 0) return false;
+  if (it->second > 0) --it->second;
+  return true;
 }
 
 }  // namespace longsana::engine::fault_injection

@@ -12,13 +12,20 @@
 
 namespace longsana::engine::fault_injection {
 
-inline constexpr std::string_view kDitForward = "dit_forward";  // forward of a batch with it
-inline constexpr std::string_view kMedia = "media";             // its VAE decode + encode
+// After the first layer of any DiT forward whose batch holds the session (state staged).
+inline constexpr std::string_view kDitForward = "dit_forward";
+// The same, only in the session's cache-pass forwards (where state is committed).
+inline constexpr std::string_view kDitCachePass = "dit_cache_pass";
+// In the middle of the session's VAE decode of a block (before its second latent frame,
+// or its only one), with the decoder cache part-updated.
+inline constexpr std::string_view kMediaDecode = "media_decode";
 
-// From now on, `point` fails for `session_id` (every time it is reached).
-void FailSession(std::string_view point, uint64_t session_id);
+// From now on, `point` fails for `session_id`: every time it is reached, or only the next
+// `times` times.
+void FailSession(std::string_view point, uint64_t session_id, int times = -1);
 // Disarms every point.
 void Reset();
+// True (and one use consumed) when `point` should fail for `session_id` now.
 bool Armed(std::string_view point, uint64_t session_id);
 
 }  // namespace longsana::engine::fault_injection

@@ -1,13 +1,11 @@
 #include "engine/runner/engine_impl.h"
 
-#include "engine/runner/engine_session.h"
-
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cmath>
-#include <random>
+#include <thread>
 
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
@@ -16,16 +14,32 @@
 #include "engine/models/gemma2/gemma2_params.h"
 #include "engine/models/longsana_dit/dit_params.h"
 #include "engine/models/wan_vae/wan_vae_params.h"
+#include "engine/runner/status_from_exception.h"
 #include "engine/sampler/sampler_options.h"
 #include "engine/text/utf8.h"
+#if LONGSANA_TORCH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace longsana::engine {
+namespace {
 
-using namespace runner_internal;
+constexpr int kMaxPromptBytes = 16 * 1024;
 
-// ----------------------------------------------------------------------------------------
+absl::Status Bad(std::string_view field, const std::string& what) {
+  return absl::InvalidArgumentError(StrCat(field, ": ", what));
+}
 
-// ----------------------------------------------------------------------------------------
+absl::Status CheckPrompt(std::string_view field, std::string_view prompt) {
+  if (prompt.empty()) return Bad(field, "must not be empty");
+  if (prompt.size() > kMaxPromptBytes) {
+    return Bad(field, StrCat("at most ", kMaxPromptBytes, " bytes, got ", prompt.size()));
+  }
+  if (!IsValidUtf8(prompt)) return Bad(field, "must be valid UTF-8");
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config) {
   auto engine = EngineImpl::Create(config);
@@ -36,26 +50,70 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config)
 EngineImpl::EngineImpl(const EngineConfig& config)
     : config_(config),
       device_(config.device == DeviceKind::kCuda ? at::Device(at::kCUDA) : at::Device(at::kCPU)),
-      scheduler_(SchedulerLimits{config.max_sessions, config.memory_budget_bytes,
-                                 config.queue_size, config.max_batch}) {}
+      registry_(SchedulerLimits{config.max_sessions, config.memory_budget_bytes,
+                                config.queue_size, config.max_batch}) {}
 
 absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfig& config) {
   LONGSANA_RETURN_IF_ERROR(config.Validate());
-  if (config.device == DeviceKind::kCuda && !at::hasCUDA()) {
-    return absl::FailedPreconditionError("device: cuda requested but no CUDA device is available");
+  c10::InferenceMode inference;
+  try {
+    if (config.device == DeviceKind::kCuda && !at::hasCUDA()) {
+      return absl::FailedPreconditionError(
+          "device: cuda requested but no CUDA device is available");
+    }
+    // Process-wide: the engine owns the process's compute. 0 means one thread per core
+    // (LibTorch's own default is 1 on some builds).
+    at::set_num_threads(config.threads > 0 ? config.threads
+                                           : std::max(1u, std::thread::hardware_concurrency()));
+    QuietFfmpegLogging();
+    std::unique_ptr<EngineImpl> engine(new EngineImpl(config));
+    LONGSANA_RETURN_IF_ERROR(engine->Load());
+    LONGSANA_RETURN_IF_ERROR(engine->WarmUp());
+    engine->Start();
+    return engine;
+  } catch (...) {
+    // E.g. out of device memory while moving the weights.
+    return StatusFromCurrentException("loading the models");
   }
-  // Process-wide: the engine owns the process's compute. 0 means one thread per core
-  // (LibTorch's own default is 1 on some builds).
-  at::set_num_threads(config.threads > 0 ? config.threads
-                                         : std::max(1u, std::thread::hardware_concurrency()));
-  QuietFfmpegLogging();
-  std::unique_ptr<EngineImpl> engine(new EngineImpl(config));
-  LONGSANA_RETURN_IF_ERROR(engine->Load());
-  LONGSANA_RETURN_IF_ERROR(engine->WarmUp());
-  engine->text_worker_ = std::thread([e = engine.get()] { e->TextLoop(); });
-  engine->runner_ = std::thread([e = engine.get()] { e->RunnerLoop(); });
-  engine->media_ = std::thread([e = engine.get()] { e->MediaLoop(); });
-  return engine;
+}
+
+void EngineImpl::Start() {
+  int64_t budget = config_.memory_budget_bytes;
+#if LONGSANA_TORCH_CUDA
+  if (budget == 0 && device_.is_cuda()) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      budget = static_cast<int64_t>(config_.memory_budget_fraction * static_cast<double>(free_bytes));
+      spdlog::info("memory budget for session slots: {:.2f} GiB ({:.0f}% of the {:.2f} GiB free)",
+                   budget / 1073741824.0, 100 * config_.memory_budget_fraction,
+                   free_bytes / 1073741824.0);
+    }
+  }
+#endif
+  {
+    SessionRegistry::Lock lock(registry_);
+    registry_.scheduler().set_memory_budget(budget);
+  }
+  text_worker_ = std::make_unique<TextWorker>(registry_, *text_, config_.text_queue_size);
+  MediaPipelineOptions media;
+  media.workers = config_.media_workers > 0
+                      ? config_.media_workers
+                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  media.max_chunk_bytes = config_.policy.max_chunk_bytes;
+  media.cuda = device_.is_cuda();
+  media.after_failure = [this] { MarkUnhealthyIfDeviceBroken(); };
+  media_ = std::make_unique<MediaPipeline>(registry_, *vae_, media);
+  RunnerOptions runner;
+  runner.fps = config_.fps;
+  runner.stall_timeout = config_.stall_timeout;
+  runner.cuda = device_.is_cuda();
+  runner.after_failure = [this] { MarkUnhealthyIfDeviceBroken(); };
+  runner_ = std::make_unique<Runner>(registry_, *dit_, *vae_, *media_, runner);
+  text_worker_->Start();
+  media_->Start();
+  runner_->Start();
+  spdlog::info("engine started: {} media workers, stall budget {:.1f} s", media.workers,
+               std::chrono::duration<double>(config_.stall_timeout).count());
 }
 
 absl::Status EngineImpl::Load() {
@@ -123,8 +181,8 @@ absl::Status EngineImpl::WarmUp() {
     if (!video.isfinite().all().item<bool>()) {
       return absl::InternalError("warm-up produced non-finite values");
     }
-  } catch (const c10::Error& e) {
-    return StatusFromTorch(e, "warm-up forward");
+  } catch (...) {
+    return StatusFromCurrentException("warm-up forward");
   }
   spdlog::info("warm-up forward done in {:.2f} s", Seconds(Clock::now() - t0));
   return absl::OkStatus();
@@ -132,53 +190,72 @@ absl::Status EngineImpl::WarmUp() {
 
 EngineImpl::~EngineImpl() {
   {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
+    SessionRegistry::Lock lock(registry_);
+    registry_.draining = true;
+    registry_.stopping = true;
+    for (const auto& [id, s] : registry_.SessionsLocked()) s->abort_decode.store(true);
   }
-  runner_cv_.notify_all();
-  if (runner_.joinable()) runner_.join();
-  text_jobs_.Close();
-  if (text_worker_.joinable()) text_worker_.join();
-  media_jobs_.Close();
-  if (media_.joinable()) media_.join();
+  if (runner_) runner_->Stop();
+  if (media_) media_->Stop();
+  if (text_worker_) text_worker_->Stop();
   // Whatever is left never completes: tell its clients.
+  SessionRegistry::Lock lock(registry_);
   std::vector<std::shared_ptr<Session>> left;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, s] : sessions_) left.push_back(s);
-    sessions_.clear();
+  for (const auto& [id, s] : registry_.SessionsLocked()) left.push_back(s);
+  for (const auto& s : left) {
+    registry_.EndLocked(lock, *s, absl::UnavailableError("the server is shutting down"));
   }
-  for (auto& s : left) s->sink->Fail(absl::UnavailableError("the server is shutting down"));
+}
+
+void EngineImpl::MarkUnhealthyIfDeviceBroken() {
+  if (!device_.is_cuda()) return;
+  try {
+    (void)at::ones({1}, at::TensorOptions().device(device_)).sum().item<float>();
+  } catch (...) {
+    spdlog::error("device unusable after an error ({}); reporting unhealthy",
+                  StatusFromCurrentException("device check").ToString());
+    healthy_ = false;
+  }
 }
 
 // ----------------------------------------------------------------------------------------
 // Requests
 
 absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
-  auto bad = [](std::string_view field, const std::string& what) {
-    return absl::InvalidArgumentError(StrCat(field, ": ", what));
-  };
-  if (spec.prompt.empty()) return bad("prompt", "must not be empty");
-  if (spec.prompt.size() > kMaxPromptBytes) {
-    return bad("prompt", StrCat("at most ", kMaxPromptBytes, " bytes, got ", spec.prompt.size()));
-  }
-  if (!IsValidUtf8(spec.prompt)) return bad("prompt", "must be valid UTF-8");
+  const SessionPolicy& policy = config_.policy;
+  LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt", spec.prompt));
   for (auto [field, value] : {std::pair<std::string_view, int>{"width", spec.width},
                               {"height", spec.height}}) {
     if (value % 16 != 0 || value < config_.min_dimension || value > config_.max_dimension) {
-      return bad(field, StrCat("must be a multiple of 16 in [", config_.min_dimension, ", ",
+      return Bad(field, StrCat("must be a multiple of 16 in [", config_.min_dimension, ", ",
                                config_.max_dimension, "], got ", value));
     }
   }
+  const int64_t pixels = int64_t{spec.width} * spec.height;
+  if (pixels > policy.max_pixels) {
+    return Bad("width", StrCat(spec.width, "x", spec.height, " is ", pixels,
+                               " pixels, more than this server allows (", policy.max_pixels,
+                               ", --max-pixels)"));
+  }
   if (spec.num_frames < 1 || (spec.num_frames - 1) % 4 != 0 ||
       spec.num_frames > config_.max_num_frames) {
-    return bad("num_frames", StrCat("must be 1 + 4k in [1, ", config_.max_num_frames, "], got ",
+    return Bad("num_frames", StrCat("must be 1 + 4k in [1, ", config_.max_num_frames, "], got ",
                                     spec.num_frames));
   }
   const SamplerOptions sampler = SamplerOptionsFor(spec);
+  if (static_cast<int>(sampler.timesteps.size()) > policy.max_steps) {
+    return Bad("timesteps", StrCat(sampler.timesteps.size(), " steps, more than this server allows (",
+                                   policy.max_steps, ", --max-steps)"));
+  }
+  if (spec.num_cached_blocks > policy.max_cached_blocks) {
+    return Bad("num_cached_blocks",
+               StrCat(spec.num_cached_blocks, " is more than this server allows (",
+                      policy.max_cached_blocks, ", --max-cached-blocks; -1 keeps the whole "
+                      "context at the same cost)"));
+  }
   LONGSANA_RETURN_IF_ERROR(sampler.Validate());
   if (spec.motion_score < 1 || spec.motion_score > 100) {
-    return bad("motion_score", StrCat("must be in [1, 100], got ", spec.motion_score));
+    return Bad("motion_score", StrCat("must be in [1, 100], got ", spec.motion_score));
   }
   const int64_t latent_frames = (spec.num_frames - 1) / 4 + 1;
   const int64_t blocks =
@@ -186,18 +263,32 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   int64_t previous = 0;
   for (const auto& change : spec.prompt_timeline) {
     if (change.block <= previous || change.block >= blocks) {
-      return bad("prompt_timeline", StrCat("blocks must be strictly increasing in [1, ", blocks - 1,
+      return Bad("prompt_timeline", StrCat("blocks must be strictly increasing in [1, ", blocks - 1,
                                            "] (this video has ", blocks, " blocks), got ",
                                            change.block));
     }
-    if (change.prompt.empty() || change.prompt.size() > kMaxPromptBytes ||
-        !IsValidUtf8(change.prompt)) {
-      return bad("prompt_timeline", "prompts must be non-empty UTF-8 of at most 16 KiB");
-    }
+    LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt_timeline.prompt", change.prompt));
     previous = change.block;
   }
+  const EncodeOptions& enc = spec.encode;
+  if (std::find(policy.presets.begin(), policy.presets.end(), enc.preset) ==
+      policy.presets.end()) {
+    std::string allowed;
+    for (const auto& p : policy.presets) allowed += (allowed.empty() ? "" : ", ") + p;
+    return Bad("output.preset", StrCat("\"", enc.preset, "\" is not allowed by this server (",
+                                       allowed, "; --allowed-presets)"));
+  }
+  if (enc.crf && *enc.crf < policy.min_crf) {
+    return Bad("output.crf", StrCat(*enc.crf, " is below this server's minimum of ",
+                                    policy.min_crf, " (--min-crf)"));
+  }
+  if (enc.bitrate_bps && *enc.bitrate_bps > policy.max_bitrate_bps) {
+    return Bad("output.bitrate_bps",
+               StrCat(*enc.bitrate_bps, " bit/s is more than this server allows (",
+                      policy.max_bitrate_bps, ", --max-bitrate)"));
+  }
   absl::Status enc_status = EncoderSettingsFor(spec).Validate();
-  if (!enc_status.ok()) return bad("output", std::string(enc_status.message()));
+  if (!enc_status.ok()) return Bad("output", std::string(enc_status.message()));
   return absl::OkStatus();
 }
 
@@ -235,40 +326,44 @@ absl::StatusOr<int64_t> EngineImpl::SlotBytes(const SessionSpec& spec) const {
 absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr<ChunkSink> sink) {
   LONGSANA_RETURN_IF_ERROR(ValidateSpec(spec));
   if (!healthy_) return absl::UnavailableError("the engine is unhealthy (device error)");
-  {
-    std::lock_guard lock(mu_);
-    if (draining_ || stopping_) return absl::UnavailableError("the server is draining");
-  }
   if (spec.timesteps.empty()) spec.timesteps = SamplerOptions{}.timesteps;
-
+  // A window at least as long as the video never drops a block: the same result with
+  // fewer slots. Only a Session stream can grow its video later.
   auto s = std::make_shared<Session>();
-  s->spec = spec;
-  s->sink = std::make_shared<SerializedSink>(std::move(sink));
-  // The captions are encoded by the text worker; the session starts once they are ready.
+  s->sampler_options = SamplerOptionsFor(spec);
+  const int64_t latent_frames = (spec.num_frames - 1) / 4 + 1;
+  s->latent_bounds = BlockBoundaries(latent_frames, s->sampler_options.block_frames);
+  if (!spec.interactive && spec.num_cached_blocks > 0) {
+    spec.num_cached_blocks =
+        static_cast<int>(std::min<int64_t>(spec.num_cached_blocks, s->num_blocks()));
+    s->sampler_options.num_cached_blocks = spec.num_cached_blocks;
+  }
+  s->encoder_settings = EncoderSettingsFor(spec);
+  LONGSANA_ASSIGN_OR_RETURN(s->slot_bytes, SlotBytes(spec));
+  s->events = std::make_shared<SessionEvents>(std::move(sink));
   for (const auto& change : spec.prompt_timeline) {
     PendingSwitch timeline_switch;
     timeline_switch.prompt = change.prompt;
     s->switches[change.block] = std::move(timeline_switch);
   }
-  LONGSANA_ASSIGN_OR_RETURN(s->slot_bytes, SlotBytes(spec));
-
   SessionInfo& info = s->info;
   info.width = spec.width;
   info.height = spec.height;
-  s->latent_bounds =
-      BlockBoundaries((spec.num_frames - 1) / 4 + 1, SamplerOptions{}.block_frames);
-  RefreshLengthsLocked(*s);
   info.timesteps = spec.timesteps;
   info.num_cached_blocks = spec.num_cached_blocks;
   info.motion_score = spec.motion_score;
   info.fps = config_.fps;
   info.slot_bytes = s->slot_bytes;
+  s->spec = std::move(spec);
+  RefreshLengthsLocked(*s);  // not shared yet
 
-  std::lock_guard lock(mu_);
-  if (draining_ || stopping_) return absl::UnavailableError("the server is draining");
-  s->id = next_id_++;
-  info.id = s->id;
-  if (spec.seed == 0) {
+  SessionRegistry::Lock lock(registry_);
+  if (registry_.draining || registry_.stopping) {
+    ++registry_.counters().rejected;
+    return absl::UnavailableError("the server is draining: retry on another replica");
+  }
+  LONGSANA_RETURN_IF_ERROR(text_worker_->CheckRoomLocked());
+  if (s->spec.seed == 0) {
     const uint64_t base = config_.seed_base != 0
                               ? config_.seed_base
                               : static_cast<uint64_t>(std::random_device{}()) << 32 |
@@ -277,142 +372,18 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
     if (s->spec.seed == 0) s->spec.seed = 1;
   }
   info.seed = s->spec.seed;
-  auto position = scheduler_.Submit({s->id, spec.priority, s->slot_bytes});
-  if (!position.ok()) {
-    ++counters_.rejected;
-    return position.status();
-  }
-  info.queue_position = *position;
-  s->last_queue_position = *position;
-  s->stage = *position == 0 ? Session::Stage::kAdmitted : Session::Stage::kQueued;
   s->submit_time = Clock::now();
-  s->visible = true;  // the runner may start it as soon as we unlock
-  sessions_[s->id] = s;
-  text_jobs_.Push({s, -1, 0, s->spec.prompt});
+  LONGSANA_ASSIGN_OR_RETURN(const int position, registry_.AddLocked(lock, s));
+  text_worker_->RequestLocked(lock, s).IgnoreError();  // room checked above, under this lock
   spdlog::info("[session {}] submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->id,
-               spec.width, spec.height, spec.num_frames, info.num_blocks, info.seed,
-               *position == 0 ? std::string("admitted") : StrCat("queued at ", *position));
-  runner_cv_.notify_all();
+               s->spec.width, s->spec.height, s->spec.num_frames, info.num_blocks, info.seed,
+               position == 0 ? std::string("admitted") : StrCat("queued at ", position));
   return info;
 }
 
 void EngineImpl::Cancel(SessionId id, const absl::Status& reason) {
-  Notification note;
-  {
-    std::lock_guard lock(mu_);
-    auto s = FindLocked(id);
-    if (!s || s->stage == Session::Stage::kFinished) return;
-    if (s->in_flight) {
-      // Dropped by the runner when the forward returns (the next step boundary).
-      s->cancelled = true;
-      s->cancel_reason = reason;
-    } else {
-      note = FinishLocked(s, reason);
-    }
-  }
-  runner_cv_.notify_all();
-  if (note) note();
-}
-
-void EngineImpl::RefreshLengthsLocked(Session& s) {
-  SessionInfo& info = s.info;
-  info.latent_frames = s.latent_bounds.back();
-  info.num_frames = static_cast<int>(VideoFrames(0, info.latent_frames));
-  info.num_blocks = static_cast<int64_t>(s.latent_bounds.size()) - 1;
-  info.block_first_frames.clear();
-  for (int64_t b = 0; b < info.num_blocks; ++b) {
-    info.block_first_frames.push_back(FirstVideoFrame(s.latent_bounds[b]));
-  }
-}
-
-void EngineImpl::TextLoop() {
-  while (std::optional<TextJob> job = text_jobs_.Pop()) ProcessTextJob(*job);
-}
-
-void EngineImpl::ProcessTextJob(const TextJob& job) {
-  Session& s = *job.session;
-  {
-    std::lock_guard lock(mu_);
-    if (s.stage == Session::Stage::kFinished) return;
-  }
-  const int motion_score = s.spec.motion_score;
-  Caption caption;
-  std::map<int64_t, Caption> timeline;  // a new session's scheduled prompt changes
-  auto encoded = text_->Encode(job.prompt, motion_score);
-  absl::Status status = encoded.status();
-  if (encoded.ok()) caption = *std::move(encoded);
-  if (job.block < 0) {
-    for (const auto& change : s.spec.prompt_timeline) {
-      if (!status.ok()) break;
-      auto c = text_->Encode(change.prompt, motion_score);
-      status = c.status();
-      if (c.ok()) timeline[change.block] = *std::move(c);
-    }
-  }
-  Notification failure;
-  {
-    std::lock_guard lock(mu_);
-    if (s.stage == Session::Stage::kFinished) return;
-    if (!status.ok()) {
-      failure = FinishLocked(job.session, status);
-    } else if (job.block < 0) {
-      s.caption = std::move(caption);
-      for (auto& [block, c] : timeline) {
-        auto it = s.switches.find(block);
-        if (it != s.switches.end() && it->second.generation == 0) {
-          it->second.caption = std::move(c);
-          it->second.ready = true;
-        }
-      }
-      s.captions_ready = true;
-    } else {
-      auto it = s.switches.find(job.block);
-      if (it != s.switches.end() && it->second.generation == job.generation) {
-        it->second.caption = std::move(caption);
-        it->second.ready = true;
-      }
-    }
-  }
-  runner_cv_.notify_all();
-  if (failure) failure();
-}
-
-void EngineImpl::PostAck(const std::shared_ptr<SerializedSink>& sink, const CommandAck& ack) {
-  // Delivered by the runner thread, never from inside the caller: a command may come from a
-  // sink callback, and the sink's calls must not nest.
-  {
-    std::lock_guard lock(mu_);
-    posted_.push_back([sink, ack] { sink->Ack(ack); });
-  }
-  runner_cv_.notify_all();
-}
-
-std::shared_ptr<EngineImpl::Session> EngineImpl::FindLocked(SessionId id) const {
-  auto it = sessions_.find(id);
-  return it == sessions_.end() ? nullptr : it->second;
-}
-
-EngineImpl::Notification EngineImpl::FinishLocked(const std::shared_ptr<Session>& s,
-                                                  const absl::Status& status) {
-  if (s->stage == Session::Stage::kFinished) return {};
-  s->stage = Session::Stage::kFinished;
-  s->cancelled = true;  // pending media jobs are skipped
-  scheduler_.Remove(s->id);
-  sessions_.erase(s->id);
-  if (status.ok()) {
-    ++counters_.completed;
-    const double total = Seconds(Clock::now() - s->start_time);
-    avg_session_seconds_ = avg_session_seconds_ == 0 ? total : 0.8 * avg_session_seconds_ + 0.2 * total;
-    return {};  // the media worker sends OnCompleted itself (it has the stats)
-  }
-  if (absl::IsCancelled(status) || absl::IsDeadlineExceeded(status)) {
-    ++counters_.cancelled;
-  } else {
-    ++counters_.failed;
-  }
-  spdlog::info("[session {}] ended: {}", s->id, status.ToString());
-  runner_cv_.notify_all();
-  return [sink = s->sink, status] { sink->Fail(status); };
+  SessionRegistry::Lock lock(registry_);
+  if (auto s = registry_.FindLocked(id)) registry_.EndLocked(lock, *s, reason);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -420,111 +391,126 @@ EngineImpl::Notification EngineImpl::FinishLocked(const std::shared_ptr<Session>
 
 absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id,
                                                absl::StatusOr<SessionCommand> command) {
-  if (!command.ok()) return command.status();
-  if (auto* sw = std::get_if<SwitchPromptCommand>(&*command)) {
-    return SwitchPrompt(id, command_id, std::move(sw->prompt), sw->mode);
+  SessionRegistry::Lock lock(registry_);
+  std::shared_ptr<Session> s = registry_.FindLocked(id);
+  if (!s || s->ended()) {
+    return absl::NotFoundError(StrCat("session ", id, " not found or already ended"));
   }
-  if (auto* ex = std::get_if<ExtendCommand>(&*command)) return Extend(id, command_id, ex->num_frames);
-  return Stop(id, command_id);
+  absl::StatusOr<CommandAck> result = absl::UnknownError("unreachable");
+  if (!command.ok()) {
+    result = command.status();
+  } else {
+    if (command_id <= s->last_command_id) {
+      result = Bad("command_id", StrCat(command_id, " is not greater than the session's previous "
+                                        "command_id ", s->last_command_id,
+                                        " (ids must increase; duplicates are refused)"));
+    } else if (s->stopped) {
+      result = absl::FailedPreconditionError(
+          "the session was stopped: no commands are accepted after stop");
+    } else if (static_cast<int>(s->pending_ops.size()) >= config_.max_pending_commands) {
+      result = absl::ResourceExhaustedError(
+          StrCat("too many commands pending (", s->pending_ops.size(),
+                 ", --max-pending-commands): retry after the next acknowledgement"));
+    } else if (auto* sw = std::get_if<SwitchPromptCommand>(&*command)) {
+      result = SwitchPromptLocked(lock, s, std::move(*sw));
+    } else if (auto* ex = std::get_if<ExtendCommand>(&*command)) {
+      result = ExtendLocked(*s, *ex);
+    } else {
+      result = StopLocked(*s);
+    }
+  }
+  if (command_id > s->last_command_id) s->last_command_id = command_id;
+  CommandAck ack;
+  if (result.ok()) {
+    ack = *result;
+  } else {
+    ack.status = result.status();
+  }
+  ack.command_id = command_id;
+  if (result.ok()) result->command_id = command_id;
+  s->events->Ack(ack);
+  lock.Notify(s->events);
+  registry_.Wake();
+  return result;
 }
 
-absl::StatusOr<CommandAck> EngineImpl::SwitchPrompt(SessionId id, uint64_t command_id,
-                                                    std::string prompt, PromptSwitchMode mode) {
-  if (prompt.empty() || prompt.size() > kMaxPromptBytes || !IsValidUtf8(prompt)) {
-    return absl::InvalidArgumentError("prompt: must be non-empty UTF-8 of at most 16 KiB");
+absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock& lock,
+                                                          const std::shared_ptr<Session>& s,
+                                                          SwitchPromptCommand command) {
+  LONGSANA_RETURN_IF_ERROR(CheckPrompt("switch_prompt.prompt", command.prompt));
+  if (command.mode == PromptSwitchMode::kRecache && !s->spec.interactive) {
+    return Bad("switch_prompt.mode", "RECACHE needs an interactive (Session) stream");
   }
+  const int64_t block = s->next_unstarted_block;
+  if (block >= s->num_blocks()) {
+    return absl::FailedPreconditionError(
+        "switch_prompt: every block of this video has started: extend it first");
+  }
+  // The block cannot start before the caption is encoded, so the ack stays true. Only the
+  // latest switch is encoded (TextWorker coalesces); a superseded one is simply replaced.
+  LONGSANA_RETURN_IF_ERROR(text_worker_->RequestLocked(lock, s));
+  PendingSwitch pending;
+  pending.prompt = std::move(command.prompt);
+  pending.mode = command.mode;
+  pending.generation = ++switch_generation_;
+  s->text_switch = std::make_pair(block, pending.generation);
+  s->switches[block] = std::move(pending);
   CommandAck ack;
-  std::shared_ptr<SerializedSink> sink;
-  {
-    std::lock_guard lock(mu_);
-    auto s = FindLocked(id);
-    if (!s) return absl::NotFoundError(StrCat("session ", id, " not found or finished"));
-    if (s->dit_done || s->next_unstarted_block >= s->info.num_blocks) {
-      return absl::FailedPreconditionError(
-          "every block of this video has started: extend it first to switch the prompt");
-    }
-    if (mode == PromptSwitchMode::kRecache && !s->spec.interactive) {
-      return absl::InvalidArgumentError("mode: RECACHE needs an interactive (Session) stream");
-    }
-    // The block cannot start before the caption is encoded, so the ack stays true.
-    const int64_t block = s->next_unstarted_block;
-    PendingSwitch pending;
-    pending.prompt = prompt;
-    pending.mode = mode;
-    pending.generation = ++switch_generation_;
-    s->switches[block] = pending;
-    text_jobs_.Push({s, block, pending.generation, std::move(prompt)});
-    ack.command_id = command_id;
-    ack.effective_block = block;
-    ack.num_frames = s->info.num_frames;
-    ack.num_blocks = s->info.num_blocks;
-    ack.detail = mode == PromptSwitchMode::kRecache && block > 0
-                     ? StrCat("prompt switched at block ", block, " (block ", block - 1,
-                              " re-cached with the new prompt)")
-                     : StrCat("prompt switched at block ", block);
-    sink = s->sink;
-  }
-  spdlog::debug("[session {}] prompt switch at block {}", id, ack.effective_block);
-  PostAck(sink, ack);
+  ack.effective_block = block;
+  ack.num_frames = s->info.num_frames;
+  ack.num_blocks = s->info.num_blocks;
+  ack.detail = command.mode == PromptSwitchMode::kRecache && block > 0
+                   ? StrCat("prompt switched at block ", block, " (block ", block - 1,
+                            " re-cached with the new prompt)")
+                   : StrCat("prompt switched at block ", block);
+  spdlog::debug("[session {}] prompt switch at block {}", s->id, block);
   return ack;
 }
 
-absl::StatusOr<CommandAck> EngineImpl::Extend(SessionId id, uint64_t command_id, int num_frames) {
+absl::StatusOr<CommandAck> EngineImpl::ExtendLocked(Session& s, const ExtendCommand& command) {
+  const int num_frames = command.num_frames;
   if (num_frames < 4 || num_frames % 4 != 0) {
-    return absl::InvalidArgumentError(
-        StrCat("num_frames: must be a positive multiple of 4, got ", num_frames));
+    return Bad("extend.num_frames", StrCat("must be a positive multiple of 4, got ", num_frames));
   }
+  if (s.info.num_frames + num_frames > config_.max_num_frames) {
+    return Bad("extend.num_frames",
+               StrCat("the video would have ", s.info.num_frames + num_frames,
+                      " frames, more than the limit of ", config_.max_num_frames));
+  }
+  // Bookkeeping now (so the session cannot complete meanwhile); the runner gives the
+  // sampler the same blocks before its next forward.
+  const int64_t added = num_frames / 4;
+  const int64_t first_new = s.num_blocks();
+  const int64_t target = s.latent_bounds.back() + added;
+  while (s.latent_bounds.back() < target) {
+    s.latent_bounds.push_back(
+        std::min(target, s.latent_bounds.back() + s.sampler_options.block_frames));
+  }
+  RefreshLengthsLocked(s);
+  s.dit_done = false;
+  s.pending_ops.push_back(ExtendOp{added});
   CommandAck ack;
-  std::shared_ptr<SerializedSink> sink;
-  {
-    std::lock_guard lock(mu_);
-    auto s = FindLocked(id);
-    if (!s) return absl::NotFoundError(StrCat("session ", id, " not found or finished"));
-    if (s->info.num_frames + num_frames > config_.max_num_frames) {
-      return absl::InvalidArgumentError(
-          StrCat("num_frames: the video would have ", s->info.num_frames + num_frames,
-                 " frames, more than the limit of ", config_.max_num_frames));
-    }
-    // Bookkeeping now (so the media worker does not complete the session meanwhile); the
-    // sampler gets the same blocks from the runner before its next forward.
-    const int64_t added = num_frames / 4;
-    const int64_t first_new = s->info.num_blocks;
-    const int64_t target = s->latent_bounds.back() + added;
-    while (s->latent_bounds.back() < target) {
-      s->latent_bounds.push_back(
-          std::min(target, s->latent_bounds.back() + SamplerOptions{}.block_frames));
-    }
-    RefreshLengthsLocked(*s);
-    s->dit_done = false;
-    s->pending_ops.push_back([added](SamplerSession& sampler) { sampler.Extend(added); });
-    ack = {command_id, first_new,
-           StrCat("extended by ", num_frames, " frames from block ", first_new),
-           s->info.num_frames, s->info.num_blocks};
-    sink = s->sink;
-  }
-  PostAck(sink, ack);
+  ack.effective_block = first_new;
+  ack.detail = StrCat("extended by ", num_frames, " frames from block ", first_new);
+  ack.num_frames = s.info.num_frames;
+  ack.num_blocks = s.info.num_blocks;
   return ack;
 }
 
-absl::StatusOr<CommandAck> EngineImpl::Stop(SessionId id, uint64_t command_id) {
-  CommandAck ack;
-  std::shared_ptr<SerializedSink> sink;
-  {
-    std::lock_guard lock(mu_);
-    auto s = FindLocked(id);
-    if (!s) return absl::NotFoundError(StrCat("session ", id, " not found or finished"));
-    // The video ends with the block in progress (at least block 0).
-    const int64_t last = std::max<int64_t>(0, s->next_unstarted_block - 1);
-    if (last < s->info.num_blocks - 1) {
-      s->latent_bounds.resize(last + 2);
-      RefreshLengthsLocked(*s);
-      s->pending_ops.push_back([last](SamplerSession& sampler) { sampler.StopAfterBlock(last); });
-    }
-    ack = {command_id, last, StrCat("the video ends after block ", last), s->info.num_frames,
-           s->info.num_blocks};
-    sink = s->sink;
+absl::StatusOr<CommandAck> EngineImpl::StopLocked(Session& s) {
+  // The video ends with the block in progress (at least block 0).
+  const int64_t last = std::max<int64_t>(0, s.next_unstarted_block - 1);
+  if (last < s.num_blocks() - 1) {
+    s.latent_bounds.resize(last + 2);
+    RefreshLengthsLocked(s);
+    s.pending_ops.push_back(StopAfterOp{last});
   }
-  PostAck(sink, ack);
+  s.stopped = true;
+  CommandAck ack;
+  ack.effective_block = last;
+  ack.detail = StrCat("the video ends after block ", last);
+  ack.num_frames = s.info.num_frames;
+  ack.num_blocks = s.info.num_blocks;
   return ack;
 }
 
@@ -532,17 +518,17 @@ absl::StatusOr<CommandAck> EngineImpl::Stop(SessionId id, uint64_t command_id) {
 // Introspection and drain
 
 EngineStats EngineImpl::Stats() const {
-  std::lock_guard lock(mu_);
-  EngineStats st = counters_;
-  st.running = scheduler_.running();
-  st.queued = scheduler_.queued();
-  SessionSpec defaults;
-  auto bytes = SlotBytes(defaults);
-  st.admissible = draining_ ? 0 : scheduler_.Admissible(bytes.ok() ? *bytes : 0);
+  auto bytes = SlotBytes(SessionSpec{});
+  SessionRegistry::Lock lock(registry_);
+  EngineStats st = registry_.counters();
+  const Scheduler& scheduler = registry_.scheduler();
+  st.running = scheduler.running();
+  st.queued = scheduler.queued();
+  st.admissible = registry_.draining ? 0 : scheduler.Admissible(bytes.ok() ? *bytes : 0);
   st.max_sessions = config_.max_sessions;
-  st.slot_bytes_in_use = scheduler_.bytes_in_use();
-  st.memory_budget_bytes = config_.memory_budget_bytes;
-  st.draining = draining_;
+  st.slot_bytes_in_use = scheduler.bytes_in_use();
+  st.memory_budget_bytes = scheduler.limits().memory_budget_bytes;
+  st.draining = registry_.draining;
   return st;
 }
 
@@ -571,27 +557,44 @@ ModelInfo EngineImpl::Info() const {
   return m;
 }
 
+void EngineImpl::RefreshLengthsLocked(Session& s) {
+  SessionInfo& info = s.info;
+  info.latent_frames = s.latent_bounds.back();
+  info.num_frames = static_cast<int>(FirstVideoFrame(info.latent_frames));
+  info.num_blocks = static_cast<int64_t>(s.latent_bounds.size()) - 1;
+  info.block_first_frames.clear();
+  for (int64_t b = 0; b < info.num_blocks; ++b) {
+    info.block_first_frames.push_back(FirstVideoFrame(s.latent_bounds[b]));
+  }
+}
+
 void EngineImpl::Drain(std::chrono::milliseconds timeout) {
-  {
-    std::lock_guard lock(mu_);
-    draining_ = true;
-  }
-  spdlog::info("draining: no new sessions; waiting up to {} ms for running ones", timeout.count());
   const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    {
-      std::lock_guard lock(mu_);
-      if (sessions_.empty()) return;
+  SessionRegistry::Lock lock(registry_);
+  if (!registry_.draining) {
+    registry_.draining = true;
+    // Queued sessions are handed back at once: another replica can start them now.
+    std::vector<std::shared_ptr<Session>> queued;
+    for (const auto& [id, s] : registry_.SessionsLocked()) {
+      if (s->stage == Session::Stage::kQueued) queued.push_back(s);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (const auto& s : queued) {
+      registry_.EndLocked(lock, *s,
+                          absl::UnavailableError("the server is draining: this queued session "
+                                                 "was handed back; retry on another replica"));
+    }
+    spdlog::info("draining: no new sessions, {} queued handed back; {} running get {} ms",
+                 queued.size(), registry_.SessionsLocked().size(), timeout.count());
   }
-  std::vector<SessionId> left;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, s] : sessions_) left.push_back(id);
+  while (!registry_.SessionsLocked().empty() && Clock::now() < deadline) {
+    lock.Sync();
+    registry_.changed().wait_until(lock.raw(), deadline);
   }
-  for (SessionId id : left) {
-    Cancel(id, absl::UnavailableError("the server is shutting down (drain timeout)"));
+  std::vector<std::shared_ptr<Session>> left;
+  for (const auto& [id, s] : registry_.SessionsLocked()) left.push_back(s);
+  for (const auto& s : left) {
+    registry_.EndLocked(lock, *s,
+                        absl::UnavailableError("the server is shutting down (drain timeout)"));
   }
 }
 

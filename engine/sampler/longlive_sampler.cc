@@ -43,9 +43,14 @@ int64_t SamplerSession::next_token_count() const {
   return frames * (latent_h_ / p[1]) * (latent_w_ / p[2]);
 }
 
+at::Tensor SamplerSession::StartNoise(int64_t block) const {
+  return noise_->BlockNoise(block, bounds_[block], bounds_[block + 1], channels_, latent_h_,
+                            latent_w_)
+      .to(model_.options().device, at::kFloat);
+}
+
 void SamplerSession::StartBlock() {
-  x_ = noise_->BlockNoise(block_, block_begin(), block_end(), channels_, latent_h_, latent_w_)
-           .to(model_.options().device, at::kFloat);
+  x_ = StartNoise(block_);
   step_ = 0;
   phase_ = Phase::kDenoise;
 }
@@ -78,9 +83,17 @@ DitWorkItem SamplerSession::NextWorkItem() {
   return item;
 }
 
-void SamplerSession::Advance(const at::Tensor& v) {
+SamplerUpdate SamplerSession::Prepare(const at::Tensor& v, DitStateCommit state_commit) const {
   TORCH_CHECK(phase_ != Phase::kDone, "session is done");
-  ForwardRecord record;
+  SamplerUpdate u;
+  u.phase = phase_;
+  u.block = block_;
+  u.step = step_;
+  u.x = x_;
+  u.x0 = x0_;
+  u.prev_latent = prev_latent_;
+  u.state_commit = std::move(state_commit);
+  ForwardRecord& record = u.record;
   record.block = block_;
   record.v = v;
   if (phase_ == Phase::kDenoise) {
@@ -88,40 +101,53 @@ void SamplerSession::Advance(const at::Tensor& v) {
     record.t_model = ModelTimestep(step_);
     record.x_in = x_;
     // x0 = x − σ v in float64, rounded to fp32 (the reference's conversion).
-    x0_ = (x_.to(at::kDouble) - static_cast<double>(SigmaX0(step_)) * v.to(at::kDouble))
-              .to(at::kFloat);
-    record.x0 = x0_;
+    u.x0 = (x_.to(at::kDouble) - static_cast<double>(SigmaX0(step_)) * v.to(at::kDouble))
+               .to(at::kFloat);
+    record.x0 = u.x0;
     const int last = static_cast<int>(options_.timesteps.size()) - 1;
     if (step_ < last) {
       const float sigma = SigmaRenoise(step_);
       at::Tensor eps = noise_->Renoise(block_, step_, block_end() - block_begin(), channels_,
                                        latent_h_, latent_w_)
-                           .to(x0_.device(), at::kFloat);
-      x_ = x0_ * (1.0f - sigma) + eps * sigma;
-      ++step_;
+                           .to(u.x0.device(), at::kFloat);
+      u.x = u.x0 * (1.0f - sigma) + eps * sigma;
+      ++u.step;
     } else {
-      phase_ = Phase::kCachePass;
+      u.phase = Phase::kCachePass;
     }
   } else if (phase_ == Phase::kRecache) {
     record.step = -2;
     record.x_in = prev_latent_;
-    phase_ = Phase::kDenoise;  // now denoise the block with the re-cached state
+    u.phase = Phase::kDenoise;  // now denoise the block with the re-cached state
   } else {
     record.step = -1;
     record.t_model = 0.0;
     record.x_in = x0_;
-    finished_ = x0_;
-    if (keep_recache_context_) prev_latent_ = x0_;
-    ++block_;
-    if (block_ + 1 < static_cast<int64_t>(bounds_.size())) {
-      StartBlock();
+    u.finished = x0_;
+    if (keep_recache_context_) u.prev_latent = x0_;
+    if (block_ + 2 < static_cast<int64_t>(bounds_.size())) {
+      u.block = block_ + 1;
+      u.x = StartNoise(u.block);
+      u.step = 0;
+      u.phase = Phase::kDenoise;
     } else {
-      --block_;  // keep block() at the last block once done
-      phase_ = Phase::kDone;
+      u.phase = Phase::kDone;  // block() stays at the last block once done
     }
   }
-  record.state = state_.get();
-  if (observer_) observer_(record);
+  return u;
+}
+
+void SamplerSession::Commit(SamplerUpdate update) {
+  state_->Apply(update.state_commit);
+  phase_ = update.phase;
+  block_ = update.block;
+  step_ = update.step;
+  x_ = std::move(update.x);
+  x0_ = std::move(update.x0);
+  prev_latent_ = std::move(update.prev_latent);
+  if (update.finished) finished_ = std::move(update.finished);
+  update.record.state = state_.get();
+  if (observer_) observer_(update.record);
 }
 
 std::optional<at::Tensor> SamplerSession::TakeFinishedBlock() {
@@ -140,8 +166,11 @@ int64_t SamplerSession::Extend(int64_t latent_frames) {
     bounds_.push_back(end);
   }
   if (phase_ == Phase::kDone) {
+    at::Tensor x = StartNoise(first_new);
     block_ = first_new;
-    StartBlock();
+    x_ = std::move(x);
+    step_ = 0;
+    phase_ = Phase::kDenoise;
   }
   return first_new;
 }
@@ -170,12 +199,24 @@ bool SamplerSession::RequestRecache() {
   return true;
 }
 
-void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions) {
+void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions,
+                    const std::function<void(int64_t layer)>& after_layer) {
   std::vector<DitWorkItem> items;
   items.reserve(sessions.size());
   for (SamplerSession* s : sessions) items.push_back(s->NextWorkItem());
-  at::Tensor v = model.Forward(items);  // [B, C, F, h, w]
-  for (size_t i = 0; i < sessions.size(); ++i) sessions[i]->Advance(v[i]);
+  std::vector<DitStateCommit> commits;
+  DitForwardOptions forward;
+  forward.staged_commits = &commits;
+  forward.after_layer = after_layer;
+  at::Tensor v = model.Forward(items, forward);  // [B, C, F, h, w]
+  // Phase 1 may throw and changes nothing; phase 2 only moves tensors and applies the
+  // staged state commits in place.
+  std::vector<SamplerUpdate> updates;
+  updates.reserve(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    updates.push_back(sessions[i]->Prepare(v[i], std::move(commits[i])));
+  }
+  for (size_t i = 0; i < sessions.size(); ++i) sessions[i]->Commit(std::move(updates[i]));
 }
 
 at::Tensor GenerateLatents(const DitModel& model, SamplerSession& session) {

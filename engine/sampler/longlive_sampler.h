@@ -39,17 +39,31 @@ struct ForwardRecord {
 };
 using ForwardObserver = std::function<void(const ForwardRecord&)>;
 
+enum class SamplerPhase {
+  kDenoise,    // denoise step step() of block()
+  kCachePass,  // the cache pass of block()
+  kRecache,    // prompt switch: block()-1's cache pass again, with the new caption (§7.5)
+  kDone,
+};
+
+// What one forward does to a session, computed by SamplerSession::Prepare without changing
+// the session and applied by Commit. Plain values: dropping one undoes nothing.
+struct SamplerUpdate {
+  SamplerPhase phase = SamplerPhase::kDenoise;  // after the forward
+  int64_t block = 0;
+  int step = 0;
+  at::Tensor x, x0, prev_latent;
+  std::optional<at::Tensor> finished;
+  DitStateCommit state_commit;  // the cache pass's staged DiT state commit
+  ForwardRecord record;
+};
+
 // One generation session's sampler state. Not thread-safe; the runner serialises access.
 // Memory is constant in the video length: the current block's latent, the last finished
 // block, and the DiT state.
 class SamplerSession {
  public:
-  enum class Phase {
-    kDenoise,    // denoise step step() of block()
-    kCachePass,  // the cache pass of block()
-    kRecache,    // prompt switch: block()-1's cache pass again, with the new caption (§7.5)
-    kDone,
-  };
+  using Phase = SamplerPhase;
 
   // `caption` [L, caption_channels] and `caption_mask` [L]. Draws come from `noise`.
   // keep_recache_context sizes the state for prompt switches with recache.
@@ -69,10 +83,15 @@ class SamplerSession {
   // Token-count key for batching: sessions whose next forwards share it can run together.
   int64_t next_token_count() const;
 
-  // The work item of the next forward. Valid until Advance().
+  // The work item of the next forward. Valid until Advance() / Commit().
   DitWorkItem NextWorkItem();
-  // Consumes the output v [C, F, h, w] of that forward.
-  void Advance(const at::Tensor& v);
+  // Two phases, so that a batch whose step fails part-way leaves every session as it was:
+  // Prepare computes the effect of that forward's output v [C, F, h, w] (and takes the
+  // forward's staged state commit), may throw, and changes nothing; Commit applies it.
+  SamplerUpdate Prepare(const at::Tensor& v, DitStateCommit state_commit = {}) const;
+  void Commit(SamplerUpdate update);
+  // Prepare + Commit, for a forward that committed the state itself.
+  void Advance(const at::Tensor& v) { Commit(Prepare(v)); }
 
   // After a cache pass: the block's clean latent [C, F, h, w] fp32 (once).
   std::optional<at::Tensor> TakeFinishedBlock();
@@ -105,6 +124,7 @@ class SamplerSession {
 
  private:
   void StartBlock();
+  at::Tensor StartNoise(int64_t block) const;  // block's initial noise on the device
 
   const DitModel& model_;
   SamplerOptions options_;
@@ -127,7 +147,10 @@ class SamplerSession {
 
 // Runs one batched forward over the next work item of every session and advances each.
 // All sessions must share next_token_count() and the model; a session appears at most once.
-void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions);
+// All or nothing: when it throws (in the forward, in `after_layer`, or while preparing an
+// update) no session and no state has changed, so the step can be retried.
+void RunSamplerStep(const DitModel& model, std::span<SamplerSession* const> sessions,
+                    const std::function<void(int64_t layer)>& after_layer = {});
 
 // Runs one session to the end; returns the whole clean latent [C, T, h, w] (tests, parity).
 at::Tensor GenerateLatents(const DitModel& model, SamplerSession& session);

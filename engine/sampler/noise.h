@@ -1,6 +1,8 @@
-// Where a session's Gaussian draws come from (binding decision 7): a per-session generator
-// seeded from the request seed, or recorded draws replayed for parity checks. Draws are
-// made on the CPU in fp32, so a seed gives the same noise on every device.
+// Where a session's Gaussian draws come from (binding decision 7): generators seeded from
+// the request seed, or recorded draws replayed for parity checks. Draws are made on the CPU
+// in fp32, so a seed gives the same noise on every device. Every source is a pure function
+// of the draw's arguments: asking twice gives the same tensor, so a step that failed and is
+// retried draws exactly what it would have drawn the first time.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -27,8 +30,8 @@ class NoiseSource {
                              int64_t w) = 0;
 };
 
-// Draws in the order they are requested (the sampler's order is deterministic: block 0's
-// initial noise, its re-noise draws, block 1's initial noise, ...). Not thread-safe.
+// Counter-based: each (block, step) draw comes from its own CPU generator, seeded from the
+// session seed and the draw's indices. Thread-safe.
 class SeededNoise final : public NoiseSource {
  public:
   explicit SeededNoise(uint64_t seed);
@@ -38,7 +41,9 @@ class SeededNoise final : public NoiseSource {
                      int64_t w) override;
 
  private:
-  at::Generator generator_;
+  at::Tensor Draw(uint64_t draw, std::vector<int64_t> sizes) const;
+
+  uint64_t seed_;
 };
 
 // Replays the draws a reference run recorded: `in/noise_init` [1, C, T, h, w] and

@@ -71,6 +71,8 @@ class Scheduler {
   // How many more sessions of `slot_bytes` would be admitted right now.
   int Admissible(int64_t slot_bytes) const;
   const SchedulerLimits& limits() const { return limits_; }
+  // Before any session is submitted (e.g. once the device's free memory is known).
+  void set_memory_budget(int64_t bytes) { limits_.memory_budget_bytes = bytes; }
 
  private:
   bool Fits(int64_t slot_bytes) const;

@@ -8,6 +8,7 @@
 #include "engine/api/engine.h"
 #include "engine/common/fault_injection.h"
 #include "tests/common/testdata.h"
+#include "tests/runner/engine_test_util.h"
 #include "tests/runner/recording_sink.h"
 
 namespace longsana::engine {
@@ -15,33 +16,6 @@ namespace {
 
 using ::longsana::testing::RecordingSink;
 using ::testing::HasSubstr;
-
-EngineConfig TinyConfig() {
-  EngineConfig c;
-  c.model_dir = longsana::testing::TinyModelDir();
-  c.caption_len = 24;
-  c.max_sessions = 4;
-  c.queue_size = 4;
-  c.encoder_threads = 1;  // deterministic bytes
-  c.seed_base = 1234;
-  return c;
-}
-
-SessionSpec Spec(int num_frames = 81, uint64_t seed = 7) {
-  SessionSpec s;
-  s.prompt = "A red fox runs at dawn";
-  s.width = 64;
-  s.height = 64;
-  s.num_frames = num_frames;
-  s.seed = seed;
-  return s;
-}
-
-std::unique_ptr<Engine> MakeEngine(EngineConfig config = TinyConfig()) {
-  auto engine = CreateEngine(config);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? std::move(*engine) : nullptr;
-}
 
 TEST(Engine, StreamsTheInitSegmentThenOneChunkPerBlock) {
   auto engine = MakeEngine();
@@ -192,11 +166,11 @@ TEST(Engine, PromptSwitchTakesEffectAtTheAcknowledgedBlock) {
     auto info = engine->Submit(spec, sink);
     EXPECT_TRUE(info.ok()) << info.status();
     if (change) {
-      sink->on_chunk = [&, id = info->id, change](const VideoChunk& c) {
+      sink->SetOnChunk([&, id = info->id, change](const VideoChunk& c) {
         if (c.block_index != 0) return;
-        auto ack = engine->SwitchPrompt(id, 77, change->first, change->second);
+        auto ack = Switch(*engine, id, 77, change->first, change->second);
         EXPECT_TRUE(ack.ok()) << ack.status();
-      };
+      });
     }
     EXPECT_TRUE(sink->WaitDone());
     EXPECT_TRUE(sink->status.ok()) << sink->status;
@@ -232,15 +206,15 @@ TEST(Engine, ExtendAndStopChangeTheLength) {
   auto sink = std::make_shared<RecordingSink>();
   auto info = engine->Submit(Spec(81), sink);
   ASSERT_TRUE(info.ok());
-  sink->on_chunk = [&, id = info->id](const VideoChunk& c) {
+  sink->SetOnChunk([&, id = info->id](const VideoChunk& c) {
     if (c.block_index == 0) {
-      auto ack = engine->Extend(id, 1, 80);  // 20 latent frames: 2 more blocks
+      auto ack = Extend(*engine, id, 1, 80);  // 20 latent frames: 2 more blocks
       EXPECT_TRUE(ack.ok()) << ack.status();
       if (ack.ok()) {
         EXPECT_EQ(ack->effective_block, 2);
       }
     }
-  };
+  });
   ASSERT_TRUE(sink->WaitDone());
   ASSERT_TRUE(sink->status.ok()) << sink->status;
   EXPECT_EQ(sink->stats.frames, 161);
@@ -249,12 +223,12 @@ TEST(Engine, ExtendAndStopChangeTheLength) {
   auto stopped = std::make_shared<RecordingSink>();
   auto info2 = engine->Submit(Spec(321), stopped);  // 81 latent frames, 8 blocks
   ASSERT_TRUE(info2.ok());
-  stopped->on_chunk = [&, id = info2->id](const VideoChunk& c) {
+  stopped->SetOnChunk([&, id = info2->id](const VideoChunk& c) {
     if (c.block_index == 0) {
-      auto ack = engine->Stop(id, 2);
+      auto ack = Stop(*engine, id, 2);
       EXPECT_TRUE(ack.ok()) << ack.status();
     }
-  };
+  });
   ASSERT_TRUE(stopped->WaitDone());
   ASSERT_TRUE(stopped->status.ok()) << stopped->status;
   ASSERT_EQ(stopped->acks.size(), 1u);
@@ -262,7 +236,7 @@ TEST(Engine, ExtendAndStopChangeTheLength) {
   EXPECT_LT(last, 7);
   EXPECT_EQ(stopped->stats.blocks, last + 1);
   EXPECT_EQ(stopped->stats.frames, 41 + 40 * last);
-  EXPECT_EQ(engine->Extend(info2->id, 3, 40).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Extend(*engine, info2->id, 3, 40).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(Engine, ACongestedReaderPausesOnlyItsOwnSession) {
@@ -281,73 +255,6 @@ TEST(Engine, ACongestedReaderPausesOnlyItsOwnSession) {
   ASSERT_TRUE(slow->WaitDone());
   EXPECT_TRUE(slow->status.ok()) << slow->status;
   EXPECT_EQ(slow->stats.frames, 161);
-}
-
-// Disarms every fault injection point when a test ends, pass or fail.
-struct FaultInjectionReset {
-  ~FaultInjectionReset() { fault_injection::Reset(); }
-};
-
-TEST(Engine, AFailureInOneSessionEndsOnlyThatSession) {
-  FaultInjectionReset reset;
-  auto engine = MakeEngine();
-  ASSERT_TRUE(engine);
-  // References: two healthy sessions, each alone.
-  std::vector<std::string> alone;
-  SessionId last_id = 0;
-  for (uint64_t seed : {42, 43}) {
-    auto sink = std::make_shared<RecordingSink>();
-    auto info = engine->Submit(Spec(81, seed), sink);
-    ASSERT_TRUE(info.ok()) << info.status();
-    ASSERT_TRUE(sink->WaitDone());
-    ASSERT_TRUE(sink->status.ok()) << sink->status;
-    alone.push_back(sink->Video());
-    last_id = info->id;
-  }
-  // The engine numbers sessions consecutively: arm the 2nd and 3rd of the next four, one
-  // failing in every DiT forward it joins (batched, then alone), one in its VAE decode.
-  const SessionId dit_fails = last_id + 2, media_fails = last_id + 3;
-  fault_injection::FailSession(fault_injection::kDitForward, dit_fails);
-  fault_injection::FailSession(fault_injection::kMedia, media_fails);
-  const EngineStats before = engine->Stats();
-
-  std::vector<std::shared_ptr<RecordingSink>> sinks;
-  for (int i = 0; i < 4; ++i) sinks.push_back(std::make_shared<RecordingSink>());
-  const uint64_t seeds[] = {42, 7, 8, 43};
-  for (int i = 0; i < 4; ++i) {
-    auto info = engine->Submit(Spec(81, seeds[i]), sinks[i]);
-    ASSERT_TRUE(info.ok()) << info.status();
-    EXPECT_EQ(info->id, last_id + 1 + i);
-  }
-  for (auto& s : sinks) ASSERT_TRUE(s->WaitDone());
-
-  EXPECT_EQ(sinks[1]->status.code(), absl::StatusCode::kInternal) << sinks[1]->status;
-  EXPECT_THAT(sinks[1]->status.message(), HasSubstr("DiT forward"));
-  EXPECT_THAT(sinks[1]->status.message(), HasSubstr("injected fault"));
-  EXPECT_TRUE(sinks[1]->chunks.empty());
-  EXPECT_EQ(sinks[2]->status.code(), absl::StatusCode::kInternal) << sinks[2]->status;
-  EXPECT_THAT(sinks[2]->status.message(), HasSubstr("VAE decode"));
-  EXPECT_TRUE(sinks[2]->chunks.empty());
-  // The others finished with exactly the video they make alone.
-  ASSERT_TRUE(sinks[0]->status.ok()) << sinks[0]->status;
-  ASSERT_TRUE(sinks[3]->status.ok()) << sinks[3]->status;
-  EXPECT_EQ(sinks[0]->Video(), alone[0]);
-  EXPECT_EQ(sinks[3]->Video(), alone[1]);
-
-  const EngineStats after = engine->Stats();
-  EXPECT_EQ(after.failed - before.failed, 2u);
-  EXPECT_EQ(after.completed - before.completed, 2u);
-  EXPECT_GT(after.forward_items - before.forward_items, after.forwards - before.forwards);
-  EXPECT_EQ(after.running, 0);
-  EXPECT_EQ(after.slot_bytes_in_use, 0);
-  EXPECT_TRUE(engine->Healthy());
-
-  // Nothing of the failures lingers: a new session with a failed one's seed runs.
-  fault_injection::Reset();
-  auto again = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(engine->Submit(Spec(41, 7), again).ok());
-  ASSERT_TRUE(again->WaitDone());
-  EXPECT_TRUE(again->status.ok()) << again->status;
 }
 
 TEST(Engine, DrainCancelsWhatOutlivesTheTimeoutAndRefusesNewSessions) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "engine/api/engine.h"
 
 namespace longsana::testing {
@@ -32,6 +34,7 @@ class RecordingSink : public engine::ChunkSink {
     std::function<void(const engine::VideoChunk&)> hook;
     {
       std::lock_guard lock(mu_);
+      EXPECT_FALSE(done) << "a chunk after the terminal event";
       chunks.push_back(chunk);
       hook = on_chunk;
     }
@@ -40,16 +43,19 @@ class RecordingSink : public engine::ChunkSink {
   }
   void OnCommandAck(const engine::CommandAck& ack) override {
     std::lock_guard lock(mu_);
+    EXPECT_FALSE(done) << "an ack after the terminal event";
     acks.push_back(ack);
   }
   void OnCompleted(const engine::CompletionStats& s) override {
     std::lock_guard lock(mu_);
+    EXPECT_FALSE(done) << "two terminal events";
     stats = s;
     done = true;
     cv_.notify_all();
   }
   void OnFailed(const absl::Status& s) override {
     std::lock_guard lock(mu_);
+    EXPECT_FALSE(done) << "two terminal events";
     status = s;
     done = true;
     cv_.notify_all();
@@ -77,6 +83,15 @@ class RecordingSink : public engine::ChunkSink {
     std::lock_guard lock(mu_);
     const std::string& b = chunks.at(i).bytes;
     return std::to_string(b.size()) + ":" + std::to_string(std::hash<std::string>{}(b));
+  }
+  // Sets the hook called (outside the lock) after each chunk.
+  void SetOnChunk(std::function<void(const engine::VideoChunk&)> hook) {
+    std::lock_guard lock(mu_);
+    on_chunk = std::move(hook);
+  }
+  std::vector<engine::CommandAck> Acks() {
+    std::lock_guard lock(mu_);
+    return acks;
   }
   size_t NumChunks() {
     std::lock_guard lock(mu_);

@@ -184,14 +184,16 @@ absl::StatusOr<engine::CommandAck> FakeEngine::Command(
   std::lock_guard lock(mu_);
   Session* s = FindLocked(id);
   if (s == nullptr || s->ended) return absl::NotFoundError(fmt::format("session {}", id));
-  absl::StatusOr<engine::CommandAck> ack = command.status();
-  if (command.ok() && command_id <= s->last_command_id) {
+  absl::StatusOr<engine::CommandAck> ack = absl::UnknownError("unreachable");
+  if (!command.ok()) {
+    ack = command.status();
+  } else if (command_id <= s->last_command_id) {
     ack = absl::InvalidArgumentError(fmt::format(
         "command_id: {} is not greater than the previous command's {}", command_id,
         s->last_command_id));
-  } else if (command.ok() && s->stopping) {
+  } else if (s->stopping) {
     ack = absl::FailedPreconditionError("the session is stopping: no commands after stop");
-  } else if (command.ok()) {
+  } else {
     s->last_command_id = command_id;
     if (auto* sw = std::get_if<engine::SwitchPromptCommand>(&*command)) {
       ack = SwitchPromptLocked(*s, command_id, std::move(*sw));

@@ -186,6 +186,18 @@ at::Tensor DitModel::TimestepEmbedding(const at::Tensor& t) const {
 }
 
 at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace) const {
+  std::vector<DitStateCommit> commits;
+  DitForwardOptions options;
+  options.trace = trace;
+  options.staged_commits = &commits;
+  at::Tensor v = Forward(items, options);
+  for (size_t i = 0; i < items.size(); ++i) items[i].state->Apply(commits[i]);
+  return v;
+}
+
+at::Tensor DitModel::Forward(std::span<const DitWorkItem> items,
+                             const DitForwardOptions& forward) const {
+  DitTrace* const trace = forward.trace;
   const int64_t batch = static_cast<int64_t>(items.size());
   TORCH_CHECK(batch > 0, "DitModel::Forward: empty batch");
   const at::Tensor& first = items[0].latent;
@@ -258,11 +270,13 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace
   // Padded caption tokens get -10000 (model.md §3.3): [B, 1, 1, L]
   const at::Tensor mask_bias = ((1.0 - at::stack(masks)) * -10000.0).view({batch, 1, 1, caption_len});
 
+  // Cache-pass contributions are staged per item and layer; nothing touches a state until
+  // every layer has run.
+  std::vector<DitStateCommit> commits(items.size());
   for (int64_t l = 0; l < config_.num_layers; ++l) {
-    x = BlockForward(l, x, y, mask_bias, t0, rope_cos, rope_sin, frames, gh, gw, items, trace);
-  }
-  for (const auto& item : items) {
-    if (item.commit_state) item.state->FinishCommit();
+    x = BlockForward(l, x, y, mask_bias, t0, rope_cos, rope_sin, frames, gh, gw, items, trace,
+                     commits);
+    if (forward.after_layer) forward.after_layer(l);
   }
 
   // Final layer: shift/scale from temb (not t0, no SiLU).
@@ -273,23 +287,30 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items, DitTrace* trace
   if (trace) (*trace)["dbg/final_layer_out"] = x.slice(0, 0, 1);
   // Unpatchify: [B, F, gh, gw, ph, pw, C] -> [B, C, F, gh, ph, gw, pw] -> [B, C, F, H, W]
   const int64_t co = config_.out_channels;
-  return x.view({batch, frames, gh, gw, ph, pw, co})
+  at::Tensor v = x.view({batch, frames, gh, gw, ph, pw, co})
       .permute({0, 6, 1, 2, 4, 3, 5})
       .reshape({batch, co, frames, height, width})
       .to(at::kFloat);
+  if (forward.staged_commits != nullptr) {
+    *forward.staged_commits = std::move(commits);
+  } else {
+    for (size_t i = 0; i < items.size(); ++i) items[i].state->Apply(commits[i]);
+  }
+  return v;
 }
 
 at::Tensor DitModel::BlockForward(int64_t layer, const at::Tensor& x, const at::Tensor& y,
                                   const at::Tensor& mask_bias, const at::Tensor& t0,
                                   const at::Tensor& rope_cos, const at::Tensor& rope_sin,
                                   int64_t frames, int64_t grid_h, int64_t grid_w,
-                                  std::span<const DitWorkItem> items, DitTrace* trace) const {
+                                  std::span<const DitWorkItem> items, DitTrace* trace,
+                                  std::vector<DitStateCommit>& commits) const {
   const Block& b = blocks_[layer];
   const int64_t batch = x.size(0), d = x.size(2);
   // AdaLN-single: [shift, scale, gate] for attention, then for the FFN; each [B, 1, D].
   at::Tensor mod = b.scale_shift_table.unsqueeze(0) + t0.view({batch, 6, d});
   std::vector<at::Tensor> m = mod.chunk(6, 1);
-  const std::string prefix = StrCat("dbg/block", layer, "/");
+  const std::string prefix = trace ? StrCat("dbg/block", layer, "/") : std::string();
 
   at::Tensor h = LayerNormNoAffine(x, config_.norm_eps) * (1 + m[1]) + m[0];
   auto [attn, s_own, z_own] = SelfAttention(layer, h, rope_cos, rope_sin, items);
@@ -306,11 +327,12 @@ at::Tensor DitModel::BlockForward(int64_t layer, const at::Tensor& x, const at::
   out = out + m[5] * ffn;
   if (trace) (*trace)[prefix + "out"] = out.slice(0, 0, 1);
 
-  // Cache pass: this layer's context has been read by every item; commit the block's own
-  // contributions (model.md §4.2, §5).
+  // Cache pass: the block's own contributions (model.md §4.2, §5), staged. The conv frame
+  // is copied out so the staged commit does not keep this layer's whole FFN output alive.
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].commit_state) {
-      items[i].state->Commit(layer, DitLayerContribution{s_own[i], z_own[i], conv_own[i]});
+      commits[i].layers.push_back(
+          DitLayerContribution{s_own[i].clone(), z_own[i].clone(), conv_own[i].clone()});
     }
   }
   return out;

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -45,6 +46,16 @@ struct DitWorkItem {
 // item 0 only, leading batch dimension kept). For parity debugging.
 using DitTrace = std::map<std::string, at::Tensor>;
 
+struct DitForwardOptions {
+  DitTrace* trace = nullptr;  // null: no trace is recorded (and no names are built)
+  // Non-null: filled with one entry per item (empty unless commit_state), and nothing is
+  // committed: the caller applies them (DitSessionState::Apply) once its whole step has
+  // succeeded. Null: the forward applies them itself after every layer succeeded.
+  std::vector<DitStateCommit>* staged_commits = nullptr;
+  // Called after each transformer layer; may throw (fault injection, cancellation).
+  std::function<void(int64_t layer)> after_layer;
+};
+
 // Immutable after construction; Forward is const and may run concurrently on distinct
 // sessions' states (the caller serialises use of any one state).
 class DitModel {
@@ -68,8 +79,10 @@ class DitModel {
   // Predicted flow velocity v = ε − x0 for every item: [B, C, F, H, W] float32 on the
   // model's device. All items must share (C, F, H, W) and the caption length. Items whose
   // commit_state is set get their block's S, z and last temporal-conv frame committed to
-  // their state (the cache pass); others only read their state. Throws c10::Error on
-  // inconsistent inputs.
+  // their state (the cache pass) once the whole forward succeeded, or staged (see
+  // DitForwardOptions); others only read their state. Throws c10::Error on inconsistent
+  // inputs; a forward that throws has changed no state.
+  at::Tensor Forward(std::span<const DitWorkItem> items, const DitForwardOptions& options) const;
   at::Tensor Forward(std::span<const DitWorkItem> items, DitTrace* trace = nullptr) const;
 
  private:
@@ -95,7 +108,7 @@ class DitModel {
                           const at::Tensor& mask_bias, const at::Tensor& t0,
                           const at::Tensor& rope_cos, const at::Tensor& rope_sin, int64_t frames,
                           int64_t grid_h, int64_t grid_w, std::span<const DitWorkItem> items,
-                          DitTrace* trace) const;
+                          DitTrace* trace, std::vector<DitStateCommit>& commits) const;
   // Returns the attention output [B, N, D] and the block's own S [B, H, d, d] and z [B, H, d].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> SelfAttention(
       int64_t layer, const at::Tensor& h, const at::Tensor& rope_cos, const at::Tensor& rope_sin,

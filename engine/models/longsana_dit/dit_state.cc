@@ -104,6 +104,14 @@ void DitSessionState::Commit(int64_t layer, const DitLayerContribution& c) {
   l.conv[0].copy_(c.conv);
 }
 
+void DitSessionState::Apply(const DitStateCommit& commit) {
+  if (commit.empty()) return;
+  TORCH_CHECK(static_cast<int64_t>(commit.layers.size()) == spec_.num_layers, "commit has ",
+              commit.layers.size(), " layers, the state ", spec_.num_layers);
+  for (int64_t l = 0; l < spec_.num_layers; ++l) Commit(l, commit.layers[l]);
+  FinishCommit();
+}
+
 bool DitSessionState::CanRewind() const { return committed_ >= 1 && spec_.keep_recache_context; }
 
 void DitSessionState::RewindLastBlock() {

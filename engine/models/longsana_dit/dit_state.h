@@ -53,6 +53,14 @@ struct DitLayerContribution {
   at::Tensor conv;  // [tokens_per_frame, D] activation dtype: P of the block's last frame
 };
 
+// One block's contributions to every layer, staged by a cache-pass forward and applied
+// with DitSessionState::Apply once the whole step succeeded (a failed forward leaves the
+// state untouched). Empty for an item that was not a cache pass.
+struct DitStateCommit {
+  std::vector<DitLayerContribution> layers;  // index = layer
+  bool empty() const { return layers.empty(); }
+};
+
 // Owns preallocated tensors on one device. Not thread-safe: the runner serialises access
 // (a session is in at most one forward at a time).
 class DitSessionState {
@@ -78,6 +86,9 @@ class DitSessionState {
   void Commit(int64_t layer, const DitLayerContribution& c);
   // Marks the block committed once every layer was committed.
   void FinishCommit() { ++committed_; }
+  // Commit of every layer, then FinishCommit. In-place copies into the preallocated
+  // tensors: fails only if the device itself does. No-op for an empty commit.
+  void Apply(const DitStateCommit& commit);
 
   // Prompt switch with recache (model.md §7.5): rewinds the last committed block so its
   // cache pass can run again. Requires committed_blocks() >= 1 and, for the conv context,

@@ -271,7 +271,9 @@ at::Tensor WanVaeDecoder::DenormalizeLatent(const at::Tensor& z) const {
   return at::div(z.to(device_, at::kFloat), inv_std_).add_(mean_);
 }
 
-at::Tensor WanVaeDecoder::DecodeBlock(const at::Tensor& z, WanVaeCache* cache) const {
+at::Tensor WanVaeDecoder::DecodeBlock(
+    const at::Tensor& z, WanVaeCache* cache,
+    const std::function<void(int64_t latent_frame)>& before_pass) const {
   TORCH_CHECK(cache != nullptr, "vae: DecodeBlock needs a cache");
   TORCH_CHECK(cache->slots_.size() == num_slots_, "vae: cache was made for another decoder");
   TORCH_CHECK(z.dim() == 5 && z.size(0) == 1 && z.size(1) == config_.z_dim && z.size(2) >= 1,
@@ -288,6 +290,7 @@ at::Tensor WanVaeDecoder::DecodeBlock(const at::Tensor& z, WanVaeCache* cache) c
     // Latent frame 0 of a stream skips the time_convs, so it always goes through alone.
     const int64_t n =
         cache->frames_decoded_ == 0 ? 1 : std::min(options_.max_frames_per_pass, num_latent - t);
+    if (before_pass) before_pass(t);
     outs.push_back(DecodePass(z_vae.narrow(2, t, n), cache));
     cache->frames_decoded_ += n;
     t += n;

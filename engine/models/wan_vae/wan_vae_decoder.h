@@ -21,6 +21,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -107,7 +108,10 @@ class WanVaeDecoder {
   //      F = 1 + 4(T - 1) when the cache is fresh, else 4T (Wan2.1 strides).
   // Throws c10::Error on bad shapes (nothing is changed then). If a pass fails midway
   // (e.g. out of memory) the cache is left part-updated: Reset it or drop the session.
-  at::Tensor DecodeBlock(const at::Tensor& z, WanVaeCache* cache) const;
+  // `before_pass`, when set, is called with the block's latent frame index before each
+  // pass and may throw to stop the decode there (cancellation, fault injection).
+  at::Tensor DecodeBlock(const at::Tensor& z, WanVaeCache* cache,
+                         const std::function<void(int64_t latent_frame)>& before_pass = {}) const;
 
   // z_vae = z / (1/std) + mean with 1/std rounded to fp32 first (binding decision 4), in
   // fp32 on the decoder's device. z: [1, z_dim, T, h, w].

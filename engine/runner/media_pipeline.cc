@@ -1,0 +1,181 @@
+#include "engine/runner/media_pipeline.h"
+
+#include <c10/core/InferenceMode.h>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <span>
+
+#include "engine/common/fault_injection.h"
+#include "engine/common/str_util.h"
+#include "engine/runner/status_from_exception.h"
+#if LONGSANA_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace longsana::engine {
+namespace {
+
+// Thrown from the decoder's per-frame hook when the session has ended.
+struct DecodeStopped {};
+
+}  // namespace
+
+void MaybeCompleteLocked(SessionRegistry::Lock& lock, Session& s) {
+  if (s.stage != Session::Stage::kRunning || !s.dit_done || s.media_busy ||
+      !s.media_queue.empty() || s.blocks_encoded != s.num_blocks()) {
+    return;
+  }
+  const double since_start = Seconds(Clock::now() - s.start_time);
+  CompletionStats stats;
+  stats.frames = s.encoder->frames_encoded();
+  stats.blocks = s.blocks_encoded;
+  stats.time_to_first_chunk_seconds = s.first_chunk_seconds;
+  stats.queue_seconds = Seconds(s.start_time - s.submit_time);
+  stats.total_seconds = since_start;
+  stats.generation_fps = since_start > 0 ? static_cast<double>(stats.frames) / since_start : 0;
+  stats.block_timings = s.timings;
+  lock.registry().CompleteLocked(lock, s, std::move(stats));
+}
+
+void MediaPipeline::Start() {
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+void MediaPipeline::Stop() {
+  {
+    SessionRegistry::Lock lock(registry_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void MediaPipeline::PushLocked(SessionRegistry::Lock&, const std::shared_ptr<Session>& s,
+                               MediaJob job) {
+  s->media_queue.push_back(std::move(job));
+  if (!s->media_listed && !s->media_busy) {
+    s->media_listed = true;
+    ready_.push_back(s);
+    cv_.notify_one();
+  }
+}
+
+void MediaPipeline::Loop() {
+  c10::InferenceMode inference;
+#if LONGSANA_TORCH_CUDA
+  // Decode on a stream of its own so it overlaps the runner's forwards on the GPU.
+  std::optional<c10::cuda::CUDAStreamGuard> stream_guard;
+  if (options_.cuda) stream_guard.emplace(c10::cuda::getStreamFromPool(false));
+#endif
+  SessionRegistry::Lock lock(registry_);
+  while (true) {
+    lock.Sync();
+    cv_.wait(lock.raw(), [&] { return stop_ || !ready_.empty(); });
+    if (stop_) return;
+    std::shared_ptr<Session> s = std::move(ready_.front());
+    ready_.pop_front();
+    s->media_listed = false;
+    if (s->ended() || s->media_queue.empty()) {
+      s->media_queue.clear();
+      registry_.Wake();  // it may be releasable now
+      continue;
+    }
+    MediaJob job = std::move(s->media_queue.front());
+    s->media_queue.pop_front();
+    s->media_busy = true;
+    const SessionId id = s->id;
+    lock.Unlock();
+
+    // --- Outside the lock: only this worker touches s's decoder cache and encoder.
+    BlockTiming timing;
+    timing.block = job.block;
+    timing.dit_seconds = job.dit_seconds;
+    absl::StatusOr<EncodedFragment> fragment = absl::InternalError("not run");
+    try {
+      const auto t0 = Clock::now();
+#if LONGSANA_TORCH_CUDA
+      // The latent was allocated on the runner's stream: keep the caching allocator from
+      // handing its memory back to that stream while this stream still reads it.
+      if (job.latent.is_cuda()) job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
+#endif
+      const int64_t fault_frame = job.latent.size(1) > 1 ? 1 : 0;
+      at::Tensor video = vae_.DecodeBlock(
+          job.latent.unsqueeze(0), s->vae_cache.get(), [&](int64_t latent_frame) {
+            if (s->abort_decode.load()) throw DecodeStopped{};
+            if (latent_frame == fault_frame) {
+              TORCH_CHECK(!fault_injection::Armed(fault_injection::kMediaDecode, id),
+                          "injected fault in the middle of the VAE decode of session ", id);
+            }
+          });
+      at::Tensor frames = VideoToUint8Frames(video).to(at::kCPU).contiguous();  // [F, H, W, 3]
+      const auto t1 = Clock::now();
+      fragment = s->encoder->EncodeBlock(
+          std::span<const uint8_t>(frames.data_ptr<uint8_t>(), frames.numel()),
+          static_cast<int>(frames.size(0)));
+      timing.decode_seconds = Seconds(t1 - t0);
+      timing.encode_seconds = Seconds(Clock::now() - t1);
+      if (fragment.ok() &&
+          static_cast<int64_t>(fragment->bytes.size()) > options_.max_chunk_bytes) {
+        fragment = absl::ResourceExhaustedError(
+            StrCat("output: block ", job.block, " encoded to ", fragment->bytes.size(),
+                   " bytes, more than the server's chunk limit of ", options_.max_chunk_bytes,
+                   " bytes (--max-chunk-bytes); lower the bitrate or raise the CRF"));
+      }
+    } catch (const DecodeStopped&) {
+      fragment = absl::CancelledError("decode stopped: the session has ended");
+    } catch (...) {
+      fragment = StatusFromCurrentException("VAE decode");
+      if (options_.after_failure) options_.after_failure();
+    }
+
+    lock.Relock();
+    s->media_busy = false;
+    registry_.Wake();
+    if (s->ended()) continue;
+    if (!fragment.ok()) {
+      registry_.EndLocked(lock, *s, fragment.status());
+      continue;
+    }
+    ++s->blocks_encoded;
+    const std::string mime = s->encoder->mime_type();
+    if (!s->init_sent) {
+      VideoChunk init;
+      init.sequence = 0;
+      init.block_index = -1;
+      init.mime_type = mime;
+      init.bytes = s->encoder->init_segment();
+      s->events->Chunk(std::move(init));
+      s->init_sent = true;
+    }
+    VideoChunk chunk;
+    chunk.sequence = job.block + 1;
+    chunk.block_index = job.block;
+    chunk.first_frame = fragment->first_frame;
+    chunk.num_frames = fragment->num_frames;
+    chunk.presentation_seconds = fragment->start_seconds;
+    chunk.duration_seconds = fragment->duration_seconds;
+    chunk.mime_type = mime;
+    chunk.bytes = std::move(fragment->bytes);
+    s->events->Chunk(std::move(chunk));
+    lock.Notify(s->events);
+    const double since_start = Seconds(Clock::now() - s->start_time);
+    if (s->first_chunk_seconds < 0) s->first_chunk_seconds = since_start;
+    timing.ready_seconds = since_start;
+    s->timings.push_back(timing);
+    spdlog::debug("[session {}] block {} sent ({} frames, decode {:.3f} s, encode {:.3f} s)", id,
+                  job.block, chunk.num_frames, timing.decode_seconds, timing.encode_seconds);
+    if (!s->media_queue.empty()) {
+      s->media_listed = true;
+      ready_.push_back(s);
+      cv_.notify_one();
+    }
+    MaybeCompleteLocked(lock, *s);
+  }
+}
+
+}  // namespace longsana::engine

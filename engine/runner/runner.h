@@ -1,0 +1,67 @@
+// Runner: the one thread that plans and executes DiT forwards and owns every session's
+// sampler (and so its DiT state). Private to engine/runner.
+//
+// Each iteration, under the registry lock: admit queued sessions; release ended ones (their
+// memory first, then their slot); apply each running session's pending commands to its
+// sampler; end sessions whose client has read nothing for the stall budget; pick the ready
+// sessions and plan one batch (Scheduler::Plan). Then, outside the lock: set up newly
+// admitted sessions (sampler, decoder cache, encoder) and run the batch's forward.
+//
+// Faults: a step is all or nothing (RunSamplerStep stages state commits and advances in two
+// phases), so when a batched forward throws — anywhere, even between layers — no session has
+// changed; the batch is then retried one session at a time and only the sessions that fail
+// again end, with the error's Status. No exception leaves the thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "engine/models/longsana_dit/dit_model.h"
+#include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/runner/media_pipeline.h"
+#include "engine/runner/session_registry.h"
+
+namespace longsana::engine {
+
+struct RunnerOptions {
+  int fps = 16;
+  std::chrono::milliseconds stall_timeout{10'000};  // 0: no stall budget
+  bool cuda = false;
+  std::function<void()> after_failure;  // a forward threw: check the device
+};
+
+class Runner {
+ public:
+  Runner(SessionRegistry& registry, const DitModel& dit, const WanVaeDecoder& vae,
+         MediaPipeline& media, RunnerOptions options)
+      : registry_(registry), dit_(dit), vae_(vae), media_(media), options_(std::move(options)) {}
+  ~Runner() { Stop(); }
+
+  void Start();
+  // Returns after the forward in progress (set registry.stopping first).
+  void Stop();
+
+ private:
+  void Loop();
+  void ApplyOpsLocked(SessionRegistry::Lock& lock, Session& s);
+  bool StalledLocked(SessionRegistry::Lock& lock, Session& s, Clock::time_point now);
+  // Applies a prompt switch due at the block the session is about to start. False while
+  // that switch's caption is still being encoded: the session waits.
+  bool ApplySwitchesLocked(Session& s);
+  absl::Status SetUp(Session& s);
+  void Execute(const std::vector<std::shared_ptr<Session>>& batch);
+  double DeadlineLocked(const Session& s) const;
+
+  SessionRegistry& registry_;
+  const DitModel& dit_;
+  const WanVaeDecoder& vae_;
+  MediaPipeline& media_;
+  const RunnerOptions options_;
+  const Clock::time_point epoch_ = Clock::now();
+  std::thread thread_;
+};
+
+}  // namespace longsana::engine

@@ -1,0 +1,135 @@
+// The record of one generation session, shared by the registry, the runner, the media
+// pipeline and the text worker. Private to engine/runner.
+//
+// Ownership, one owner per field group (stated at each group):
+//  - immutable after Submit;
+//  - guarded by the registry lock (SessionRegistry::Lock): the stage and everything the
+//    API threads, the runner and the workers coordinate on;
+//  - runner thread only: the sampler (the DiT state inside it);
+//  - media pipeline only: the decoder cache and the encoder, used by the one worker that
+//    holds `media_busy`; created by the runner at set-up, before the first media job.
+// Resources are released only once the session has ended and neither the runner nor a
+// media worker holds them; the slot is freed after that (SessionRegistry::Release).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/api/engine.h"
+#include "engine/media/fmp4_encoder.h"
+#include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/runner/session_events.h"
+#include "engine/sampler/longlive_sampler.h"
+#include "engine/text/text_encoder.h"
+
+namespace longsana::engine {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Changes to the sampler's block list, applied by the runner between forwards, in command
+// order (the bookkeeping in Session::latent_bounds already shows them).
+struct ExtendOp {
+  int64_t latent_frames = 0;
+};
+struct StopAfterOp {
+  int64_t last_block = 0;
+};
+using SamplerOp = std::variant<ExtendOp, StopAfterOp>;
+
+// A caption to use from block `block` on.
+struct PendingSwitch {
+  std::string prompt;
+  uint64_t generation = 0;  // a later switch for the same block supersedes this one
+  bool ready = false;       // `caption` encoded by the text worker
+  Caption caption;
+  PromptSwitchMode mode = PromptSwitchMode::kImmediate;
+};
+
+// One finished block for the media pipeline.
+struct MediaJob {
+  int64_t block = 0;
+  at::Tensor latent;  // [C, F, h, w]
+  double dit_seconds = 0;
+};
+
+struct Session {
+  enum class Stage {
+    kQueued,    // waiting for a slot
+    kAdmitted,  // has a slot; waits for its captions, then the runner sets it up
+    kRunning,   // generating
+    kEnded,     // terminal event sent; resources not yet released
+    kReleased,  // resources and slot freed, forgotten by the registry
+  };
+
+  // --- Immutable after Submit.
+  SessionId id = 0;
+  SessionSpec spec;  // validated, defaults resolved (seed, timesteps)
+  SamplerOptions sampler_options;
+  EncoderSettings encoder_settings;
+  int64_t slot_bytes = 0;
+  std::shared_ptr<SessionEvents> events;
+  Clock::time_point submit_time;
+
+  // --- Guarded by the registry lock.
+  Stage stage = Stage::kQueued;
+  SessionInfo info;                    // lengths as commanded so far
+  std::vector<int64_t> latent_bounds;  // block boundaries in latent frames, as commanded
+  int last_queue_position = 0;
+  Clock::time_point start_time;
+  // Text: the prompt and timeline captions, then at most one switch request at a time
+  // (a newer switch replaces an older one not yet taken: coalescing).
+  bool captions_ready = false;
+  Caption caption;
+  bool text_listed = false;  // in the text worker's queue
+  bool text_initial_taken = false;
+  std::optional<std::pair<int64_t, uint64_t>> text_switch;  // (block, generation) to encode
+  std::map<int64_t, PendingSwitch> switches;                // block -> caption from there on
+  // Commands.
+  uint64_t last_command_id = 0;  // command ids must increase
+  bool stopped = false;          // an accepted stop: no commands after it
+  std::deque<SamplerOp> pending_ops;
+  int64_t next_unstarted_block = 0;  // first block no forward has been issued for
+  // Runner coordination.
+  bool in_flight = false;  // in the runner's hands outside the lock (set-up or a forward)
+  bool dit_done = false;
+  std::optional<Clock::time_point> congested_since;
+  std::vector<double> block_dit_seconds;
+  // Media coordination.
+  std::deque<MediaJob> media_queue;
+  bool media_listed = false;  // in the pipeline's ready list
+  bool media_busy = false;    // a worker is decoding / encoding one of its blocks
+  int64_t blocks_encoded = 0;
+  // Set when the session ends: a decode in progress stops at its next latent frame.
+  std::atomic<bool> abort_decode{false};
+
+  // --- Runner thread only.
+  std::unique_ptr<SamplerSession> sampler;
+
+  // --- Media pipeline only (the worker holding media_busy).
+  std::unique_ptr<WanVaeCache> vae_cache;
+  std::unique_ptr<Fmp4Encoder> encoder;
+  bool init_sent = false;
+  double first_chunk_seconds = -1;
+  std::vector<BlockTiming> timings;
+
+  int64_t num_blocks() const { return static_cast<int64_t>(latent_bounds.size()) - 1; }
+  bool ended() const { return stage == Stage::kEnded || stage == Stage::kReleased; }
+};
+
+// Video frames of latent frames [0, latent_end): the first latent frame gives one video
+// frame, every later one four.
+inline int64_t FirstVideoFrame(int64_t latent_begin) {
+  return latent_begin == 0 ? 0 : 4 * latent_begin - 3;
+}
+
+}  // namespace longsana::engine
