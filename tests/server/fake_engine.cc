@@ -184,7 +184,9 @@ absl::StatusOr<engine::CommandAck> FakeEngine::Command(
   std::lock_guard lock(mu_);
   Session* s = FindLocked(id);
   if (s == nullptr || s->ended) return absl::NotFoundError(fmt::format("session {}", id));
-  absl::StatusOr<engine::CommandAck> ack = command.status();
+  // (An OK status cannot initialize a StatusOr: Abseil aborts.)
+  absl::StatusOr<engine::CommandAck> ack = engine::CommandAck{};
+  if (!command.ok()) ack = command.status();
   if (command.ok() && command_id <= s->last_command_id) {
     ack = absl::InvalidArgumentError(fmt::format(
         "command_id: {} is not greater than the previous command's {}", command_id,
