@@ -75,7 +75,10 @@ int RpcFailure(const grpc::Status& status, const std::string& server) {
 }
 
 std::unique_ptr<v1::LongSana::Stub> Connect(const ConnectionOptions& c) {
-  return v1::LongSana::NewStub(grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(c.max_receive_bytes));
+  return v1::LongSana::NewStub(
+      grpc::CreateCustomChannel(c.server, grpc::InsecureChannelCredentials(), args));
 }
 
 void SetDeadline(grpc::ClientContext& context, const ConnectionOptions& c) {

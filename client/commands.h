@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "proto/wire_limits.h"
+
 namespace longsana::client {
 
 inline constexpr int kExitOk = 0;
@@ -22,6 +24,9 @@ inline constexpr int kExitRpcBase = 10;
 struct ConnectionOptions {
   std::string server = "localhost:50051";
   double timeout_seconds = 0;  // whole call; 0 = no deadline
+  // Largest message accepted: a default server's largest video chunk plus the framing
+  // margin (proto/wire_limits.h). Raise it with the server's --max_chunk_bytes.
+  int64_t max_receive_bytes = wire::kDefaultMaxReceiveBytes;
 };
 
 // GenerateRequest fields; 0 / empty = the server's default.

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +40,10 @@ ABSL_FLAG(int64_t, bitrate, 0, "Average bitrate in bits/s instead of --crf.");
 ABSL_FLAG(std::string, preset, "", "x264 preset (ultrafast .. placebo).");
 ABSL_FLAG(int, priority, 0, "Scheduling priority.");
 ABSL_FLAG(bool, json, false, "info: print JSON.");
+ABSL_FLAG(std::string, max_receive_bytes, std::to_string(longsana::wire::kDefaultMaxReceiveBytes),
+          "Largest message accepted from the server, bytes with an optional k/M/G suffix "
+          "(powers of 1024). The default fits a default server (--max_chunk_bytes 16M plus "
+          "64 KiB of framing); raise it with the server's --max_chunk_bytes.");
 
 namespace {
 
@@ -54,6 +59,26 @@ void NormalizeFlagDashes(int argc, char** argv) {
       if (*p == '-') *p = '_';
     }
   }
+}
+
+// "16M", "64k", "1G", "16842752" -> bytes; -1 when malformed or outside [1 KiB, 2 GiB).
+int64_t ParseReceiveBytes(const std::string& text) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == text.c_str() || !std::isfinite(value) || value <= 0) return -1;
+  const std::string suffix(end);
+  double scale = 1;
+  if (suffix == "k" || suffix == "K")
+    scale = 1024.0;
+  else if (suffix == "m" || suffix == "M")
+    scale = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "G")
+    scale = 1024.0 * 1024 * 1024;
+  else if (!suffix.empty())
+    return -1;
+  const double bytes = value * scale;
+  if (bytes < 1024 || bytes >= 2147483648.0) return -1;
+  return static_cast<int64_t>(bytes);
 }
 
 int Usage(const std::string& message) {
@@ -83,6 +108,10 @@ int main(int argc, char** argv) {
   connection.timeout_seconds = absl::GetFlag(FLAGS_timeout);
   if (!std::isfinite(connection.timeout_seconds) || connection.timeout_seconds < 0) {
     return Usage("--timeout must be >= 0 seconds");
+  }
+  connection.max_receive_bytes = ParseReceiveBytes(absl::GetFlag(FLAGS_max_receive_bytes));
+  if (connection.max_receive_bytes < 0) {
+    return Usage("--max_receive_bytes must be a byte size in [1k, 2G), e.g. 17M");
   }
 
   if (command == "info") {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -18,6 +19,27 @@ namespace longsana::server {
 namespace {
 
 constexpr const char* kServiceName = "longsana.v1.LongSana";
+
+// gRPC's "never" for its millisecond arguments.
+int MillisOrNever(std::chrono::milliseconds d) {
+  return d.count() == 0 ? std::numeric_limits<int>::max() : static_cast<int>(d.count());
+}
+
+// The HTTP/2 connection bounds of ServerOptions (validated: every duration fits an int).
+void SetConnectionBounds(const ServerOptions& o, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, MillisOrNever(o.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(o.keepalive_timeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(o.min_client_ping_interval.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             o.permit_keepalive_without_calls ? 1 : 0);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, MillisOrNever(o.max_connection_idle));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, MillisOrNever(o.max_connection_age));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             MillisOrNever(o.max_connection_age_grace));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams);
+}
 
 }  // namespace
 
@@ -87,6 +109,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(impl->service.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_message_bytes));
+  SetConnectionBounds(options, builder);
   // A busy port must fail the bind instead of being shared silently (SO_REUSEPORT).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl->grpc_server = builder.BuildAndStart();
@@ -128,6 +152,8 @@ void Server::SetLoadFailed(const absl::Status& reason) {
 }
 
 bool Server::serving() const { return impl_->service->phase() == ServingPhase::kServing; }
+
+int Server::open_streams() const { return impl_->service->open_streams(); }
 
 void Server::Drain(std::chrono::milliseconds timeout) {
   std::shared_ptr<engine::Engine> engine;

@@ -44,6 +44,8 @@ class Server {
 
   // True while SERVING (health SERVING).
   bool serving() const;
+  // Generate/Session streams still open.
+  int open_streams() const;
 
   // Health NOT_SERVING, new sessions UNAVAILABLE, then Engine::Drain(timeout): running and
   // queued sessions finish or end with UNAVAILABLE. Returns when the engine is drained.

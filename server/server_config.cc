@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
+#include <utility>
 
 namespace longsana::server {
 namespace {
@@ -14,10 +17,36 @@ absl::Status Bad(std::string_view field, std::string_view what) {
   return absl::InvalidArgumentError(fmt::format("{}: {}", field, what));
 }
 
+// gRPC takes these as int milliseconds; 24 h is far inside that and above any sane bound.
+absl::Status CheckDuration(std::string_view field, std::chrono::milliseconds d) {
+  if (d.count() < 0 || d > std::chrono::hours(24)) {
+    return Bad(field, "must be in [0 s, 24 h] (0: off)");
+  }
+  return absl::OkStatus();
+}
+
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+// A non-negative number and the (lower-cased) suffix after it: "2.5M" -> {2.5, "m"}.
+struct ScaledNumber {
+  double value = 0;
+  std::string suffix;
+};
+absl::StatusOr<ScaledNumber> ParseScaledNumber(std::string_view field, std::string_view text,
+                                               std::string_view what) {
+  const std::string s = Lower(text);
+  const char* begin = s.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(begin, &end);
+  if (end == begin || errno != 0 || !std::isfinite(value) || value < 0) {
+    return Bad(field, fmt::format("'{}' is not {}", text, what));
+  }
+  return ScaledNumber{value, std::string(end)};
 }
 
 }  // namespace
@@ -37,25 +66,88 @@ absl::Status ServerOptions::Validate() const {
     return Bad("max_pending_events", "must be in [1, 65536]");
   }
   if (max_receive_message_bytes < 1024) return Bad("max_receive_message_bytes", "must be >= 1024");
+  if (max_send_message_bytes < 1024 ||
+      max_send_message_bytes > std::numeric_limits<int32_t>::max()) {
+    return Bad("max_send_message_bytes", "must be in [1 KiB, 2 GiB)");
+  }
+  for (const auto& [field, value] : {
+           std::pair{"keepalive_time", keepalive_time},
+           std::pair{"keepalive_timeout", keepalive_timeout},
+           std::pair{"min_client_ping_interval", min_client_ping_interval},
+           std::pair{"max_connection_idle", max_connection_idle},
+           std::pair{"max_connection_age", max_connection_age},
+           std::pair{"max_connection_age_grace", max_connection_age_grace},
+       }) {
+    if (auto s = CheckDuration(field, value); !s.ok()) return s;
+  }
+  if (keepalive_time.count() > 0 && keepalive_timeout.count() == 0) {
+    return Bad("keepalive_timeout", "must be > 0 when keepalive_time is set");
+  }
+  if (max_concurrent_streams < 1 || max_concurrent_streams > 1 << 20) {
+    return Bad("max_concurrent_streams", "must be in [1, 1048576]");
+  }
+  if (max_sessions_per_peer < 0) return Bad("max_sessions_per_peer", "must be >= 0 (0: off)");
+  if (!std::isfinite(command_rate) || command_rate < 0 || command_rate > 1e6) {
+    return Bad("command_rate", "must be in [0, 1e6] per second (0: unlimited)");
+  }
+  if (command_burst < 1 || command_burst > 1 << 20) {
+    return Bad("command_burst", "must be in [1, 1048576]");
+  }
   if (health_poll_interval.count() < 1) return Bad("health_poll_interval", "must be >= 1 ms");
   return absl::OkStatus();
 }
 
 absl::Status Config::Validate() const {
   if (auto s = server.Validate(); !s.ok()) return s;
-  return engine.Validate();
+  if (auto s = engine.Validate(); !s.ok()) return s;
+  const int64_t needed = engine.policy.max_chunk_bytes + wire::kChunkFramingMarginBytes;
+  if (server.max_send_message_bytes < needed) {
+    return Bad("max_send_message_bytes",
+               fmt::format("{} cannot carry a chunk of max_chunk_bytes {} plus {} bytes of "
+                           "framing",
+                           server.max_send_message_bytes, engine.policy.max_chunk_bytes,
+                           wire::kChunkFramingMarginBytes));
+  }
+  return absl::OkStatus();
+}
+
+std::string FormatByteSize(int64_t bytes) {
+  static constexpr const char* kSuffixes[] = {"", "k", "M", "G", "T"};
+  int i = 0;
+  while (bytes != 0 && bytes % 1024 == 0 && i < 4) {
+    bytes /= 1024;
+    ++i;
+  }
+  return fmt::format("{}{}", bytes, kSuffixes[i]);
+}
+
+absl::StatusOr<int64_t> ParseBitRate(std::string_view field, std::string_view text) {
+  auto number = ParseScaledNumber(field, text, "a bit rate (e.g. 20M, 800k, 20000000)");
+  if (!number.ok()) return number.status();
+  const double value = number->value;
+  const std::string& suffix = number->suffix;
+  double scale = 1;
+  if (suffix.empty())
+    scale = 1;
+  else if (suffix == "k")
+    scale = 1e3;
+  else if (suffix == "m")
+    scale = 1e6;
+  else if (suffix == "g")
+    scale = 1e9;
+  else
+    return Bad(field,
+               fmt::format("'{}': unknown suffix (use k, M or G: bits/s, powers of 1000)", text));
+  const double bps = value * scale;
+  if (bps > 1e15) return Bad(field, fmt::format("'{}' is too large", text));
+  return static_cast<int64_t>(std::llround(bps));
 }
 
 absl::StatusOr<int64_t> ParseByteSize(std::string_view field, std::string_view text) {
-  const std::string s = Lower(text);
-  const char* begin = s.c_str();
-  char* end = nullptr;
-  errno = 0;
-  const double value = std::strtod(begin, &end);
-  if (end == begin || errno != 0 || !std::isfinite(value) || value < 0) {
-    return Bad(field, fmt::format("'{}' is not a byte size (e.g. 8G, 512M, 1073741824)", text));
-  }
-  std::string suffix(end);
+  auto number = ParseScaledNumber(field, text, "a byte size (e.g. 8G, 512M, 1073741824)");
+  if (!number.ok()) return number.status();
+  const double value = number->value;
+  std::string suffix = std::move(number->suffix);
   if (suffix.ends_with("ib"))
     suffix.resize(suffix.size() - 2);
   else if (suffix.size() == 2 && suffix.back() == 'b')

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/api/engine.h"
+#include "proto/wire_limits.h"
 
 namespace longsana::server {
 
@@ -19,8 +20,9 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free port (Server::port() reports it).
   std::string listen = "0.0.0.0:50051";
   // SIGTERM: running and queued sessions get this long to finish before they are ended
-  // with UNAVAILABLE.
-  std::chrono::milliseconds drain_timeout{30'000};
+  // with UNAVAILABLE. With shutdown_grace and the 5 s watchdog margin of ServerMain this
+  // fits Kubernetes' default 30 s termination grace period.
+  std::chrono::milliseconds drain_timeout{20'000};
   // After the drain, streams get this long to flush their last events to the client
   // before the server cancels them.
   std::chrono::milliseconds shutdown_grace{5'000};
@@ -32,6 +34,41 @@ struct ServerOptions {
   int max_pending_events = 64;
   // Largest request message accepted, bytes.
   int max_receive_message_bytes = 4 << 20;
+  // Largest message sent, bytes: the engine's SessionPolicy::max_chunk_bytes plus the
+  // protobuf framing margin (Config::Validate checks that a permitted chunk fits).
+  int64_t max_send_message_bytes = wire::kDefaultMaxReceiveBytes;
+
+  // Connection bounds (HTTP/2). A duration of 0 disables that bound.
+  // The server pings a connection after this long without activity and closes it when the
+  // ping is not answered within keepalive_timeout: dead peers (no FIN) are found.
+  std::chrono::milliseconds keepalive_time{60'000};
+  std::chrono::milliseconds keepalive_timeout{20'000};
+  // Client keepalive pings closer than this (without data in between) are "too many pings"
+  // (GOAWAY after two strikes). gRPC's own default is 5 min, which punishes the common
+  // 10-30 s client keepalives; 10 s accepts them.
+  std::chrono::milliseconds min_client_ping_interval{10'000};
+  // Accept (and send) keepalive pings on connections that have no call open.
+  bool permit_keepalive_without_calls = true;
+  // A connection with no call open for this long is closed (GOAWAY).
+  std::chrono::milliseconds max_connection_idle{300'000};
+  // A connection older than this (+-10% jitter) is asked to go away: it takes no new calls,
+  // and the calls on it get max_connection_age_grace to finish before they are cancelled.
+  // This rebalances long-lived clients across replicas. The grace must exceed the longest
+  // session (a 961-frame video, queue wait included) or age would cut running videos.
+  std::chrono::milliseconds max_connection_age{1'800'000};
+  std::chrono::milliseconds max_connection_age_grace{3'600'000};
+  // Concurrent calls one connection may carry (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+  int max_concurrent_streams = 100;
+
+  // Live sessions (Generate and Session streams with an accepted session) per client
+  // address; 0: no cap. Behind a proxy every client shares the proxy's address.
+  int max_sessions_per_peer = 8;
+  // Session streams: commands read per second and the burst above that rate; 0: unlimited.
+  // Excess commands are not refused: the stream reads them later (HTTP/2 flow control then
+  // slows the client down), so the last command still wins.
+  double command_rate = 10.0;
+  int command_burst = 20;
+
   // How often the engine's Healthy() is polled while serving.
   std::chrono::milliseconds health_poll_interval{1'000};
   LogLevel log_level = LogLevel::kInfo;
@@ -43,6 +80,8 @@ struct ServerOptions {
 struct Config {
   ServerOptions server;
   engine::EngineConfig engine;
+  // Both parts, and that server.max_send_message_bytes holds a chunk of
+  // engine.policy.max_chunk_bytes plus wire::kChunkFramingMarginBytes.
   absl::Status Validate() const;
 };
 
@@ -50,6 +89,10 @@ struct Config {
 // "8G", "512M", "64k", "1.5GiB", "1073741824" -> bytes (k/M/G/T are powers of 1024; "0"
 // means unlimited where the field allows it).
 absl::StatusOr<int64_t> ParseByteSize(std::string_view field, std::string_view text);
+// The inverse for exact multiples: 16777216 -> "16M", 1536 -> "1536" (1.5k is not written).
+std::string FormatByteSize(int64_t bytes);
+// Bits per second: "20M", "2.5M", "800k", "1G", "20000000" (k/M/G are powers of 1000).
+absl::StatusOr<int64_t> ParseBitRate(std::string_view field, std::string_view text);
 // "cpu" | "cuda".
 absl::StatusOr<engine::DeviceKind> ParseDevice(std::string_view field, std::string_view text);
 // "trace" | "debug" | "info" | "warn" | "error" | "off".

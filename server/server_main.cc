@@ -13,43 +13,141 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "server/server.h"
 
+// Flag defaults are read from default-constructed config structs: the numbers live in one
+// place (server_config.h, engine/api/engine.h).
+namespace {
+
+const longsana::server::ServerOptions& DefaultServer() {
+  static const longsana::server::ServerOptions options;
+  return options;
+}
+const longsana::engine::EngineConfig& DefaultEngine() {
+  static const longsana::engine::EngineConfig config;
+  return config;
+}
+template <typename Rep, typename Period>
+double DefaultSeconds(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
 ABSL_FLAG(std::string, model_dir, "", "Model directory (diffusers layout). Required.");
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+ABSL_FLAG(std::string, listen, DefaultServer().listen,
           "host:port to listen on; port 0 picks a free port (printed on stdout).");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
-ABSL_FLAG(int, max_sessions, 4, "Sessions generating at once (state slots).");
+ABSL_FLAG(int, max_sessions, DefaultEngine().max_sessions,
+          "Sessions generating at once (state slots).");
 ABSL_FLAG(std::string, memory_budget, "0",
-          "Bytes of session state slots, with an optional k/M/G/T suffix (e.g. 8G); 0: only "
+          "Bytes of session state slots, with an optional k/M/G/T suffix (e.g. 8G); 0: on "
+          "cuda --memory_budget_fraction of the free device memory, on cpu only "
           "--max_sessions limits.");
-ABSL_FLAG(int, queue_size, 16, "Sessions that may wait for a slot; beyond: RESOURCE_EXHAUSTED.");
-ABSL_FLAG(double, drain_timeout, 30.0,
+ABSL_FLAG(double, memory_budget_fraction, DefaultEngine().memory_budget_fraction,
+          "With --memory_budget 0 on cuda: the fraction (0, 1] of the device memory left after "
+          "loading that session slots may use.");
+ABSL_FLAG(int, queue_size, DefaultEngine().queue_size,
+          "Sessions that may wait for a slot; beyond: RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, drain_timeout, DefaultSeconds(DefaultServer().drain_timeout),
           "Seconds running sessions get to finish after SIGTERM before they end with "
-          "UNAVAILABLE.");
-ABSL_FLAG(double, shutdown_grace, 5.0,
+          "UNAVAILABLE. The process exits within drain + grace + 5 s whatever is still "
+          "running; the defaults fit Kubernetes' 30 s termination grace period.");
+ABSL_FLAG(double, shutdown_grace, DefaultSeconds(DefaultServer().shutdown_grace),
           "Seconds open streams get to flush after the drain before they are cancelled.");
-ABSL_FLAG(int, threads, 0, "CPU intra-op threads; 0: one per core.");
-ABSL_FLAG(int, caption_len, 300, "Caption tokens per prompt (BOS + L-1).");
-ABSL_FLAG(int, max_frames, 961, "Most video frames per session (1 + 4k), extensions included.");
-ABSL_FLAG(int, max_batch, 8, "Most work items per DiT forward.");
-ABSL_FLAG(int, max_dimension, 1280, "Largest width/height in pixels (multiple of 16).");
-ABSL_FLAG(int, min_dimension, 32, "Smallest width/height in pixels (multiple of 16).");
-ABSL_FLAG(int, encoder_threads, 0, "x264 threads per session; 0: automatic.");
-ABSL_FLAG(int, outbox_chunks, 4,
+ABSL_FLAG(int, threads, DefaultEngine().threads, "CPU intra-op threads; 0: one per core.");
+ABSL_FLAG(int, caption_len, DefaultEngine().caption_len, "Caption tokens per prompt (BOS + L-1).");
+ABSL_FLAG(int, max_frames, DefaultEngine().max_num_frames,
+          "Most video frames per session (1 + 4k), extensions included.");
+ABSL_FLAG(int, max_batch, DefaultEngine().max_batch, "Most work items per DiT forward.");
+ABSL_FLAG(int, max_dimension, DefaultEngine().max_dimension,
+          "Largest width/height in pixels (multiple of 16).");
+ABSL_FLAG(int, min_dimension, DefaultEngine().min_dimension,
+          "Smallest width/height in pixels (multiple of 16).");
+ABSL_FLAG(int, encoder_threads, DefaultEngine().encoder_threads,
+          "x264 threads per session; 0: automatic.");
+ABSL_FLAG(int, media_workers, DefaultEngine().media_workers,
+          "Threads decoding and encoding finished blocks; 0: from the core count.");
+ABSL_FLAG(double, stall_timeout, DefaultSeconds(DefaultEngine().stall_timeout),
+          "Seconds a session whose client reads nothing may stay paused before it ends with "
+          "DEADLINE_EXCEEDED and frees its slot; 0: never.");
+ABSL_FLAG(int, text_queue_size, DefaultEngine().text_queue_size,
+          "Prompt encodings that may wait; beyond: RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_pending_commands, DefaultEngine().max_pending_commands,
+          "Commands per session accepted but not yet applied; beyond: the command is refused "
+          "with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, outbox_chunks, DefaultServer().outbox_chunks,
           "Undelivered video chunks per stream at which the session pauses (slow reader).");
-ABSL_FLAG(bool, text_softcap, false, "Gemma-2 attention soft-cap (binding decision 1).");
-ABSL_FLAG(bool, exact_timesteps, false, "Exact integer timesteps (binding decision 2).");
+ABSL_FLAG(bool, text_softcap, DefaultEngine().text_softcap,
+          "Gemma-2 attention soft-cap (binding decision 1).");
+ABSL_FLAG(bool, exact_timesteps, DefaultEngine().exact_timesteps,
+          "Exact integer timesteps (binding decision 2).");
 ABSL_FLAG(std::string, log_level, "info", "trace | debug | info | warn | error | off");
+
+// Cost caps on what one request may ask for (a request over one is INVALID_ARGUMENT naming
+// the field, the cap and the flag).
+ABSL_FLAG(int, max_steps, DefaultEngine().policy.max_steps,
+          "Cost cap: denoising timesteps per block a request may ask for.");
+ABSL_FLAG(int, max_cached_blocks, DefaultEngine().policy.max_cached_blocks,
+          "Cost cap: largest num_cached_blocks window K a request may ask for.");
+ABSL_FLAG(int64_t, max_pixels, DefaultEngine().policy.max_pixels,
+          "Cost cap: width x height of a request.");
+ABSL_FLAG(std::vector<std::string>, allowed_presets, DefaultEngine().policy.presets,
+          "Cost cap: the x264 presets a request may name, comma-separated.");
+ABSL_FLAG(int, min_crf, DefaultEngine().policy.min_crf,
+          "Cost cap: the lowest (most costly) H.264 CRF a request may ask for.");
+ABSL_FLAG(std::string, max_bitrate, std::to_string(DefaultEngine().policy.max_bitrate_bps),
+          "Cost cap: the highest average bitrate a request may ask for, bits/s with an "
+          "optional k/M/G suffix (powers of 1000: 20M = 20000000).");
+ABSL_FLAG(std::string, max_chunk_bytes,
+          longsana::server::FormatByteSize(DefaultEngine().policy.max_chunk_bytes),
+          "Largest video fragment (one block) in bytes, k/M/G suffixes (powers of 1024); a "
+          "larger one fails its session. The gRPC max send message size is this plus a 64 KiB "
+          "framing margin; clients must accept as much (longsana --max_receive_bytes).");
+
+// Connection bounds (HTTP/2). Durations in seconds; 0 disables the bound.
+ABSL_FLAG(double, keepalive_time, DefaultSeconds(DefaultServer().keepalive_time),
+          "Seconds without activity after which the server pings a connection; 0: never.");
+ABSL_FLAG(double, keepalive_timeout, DefaultSeconds(DefaultServer().keepalive_timeout),
+          "Seconds a keepalive ping may go unanswered before the connection is closed.");
+ABSL_FLAG(double, min_client_ping_interval,
+          DefaultSeconds(DefaultServer().min_client_ping_interval),
+          "Client keepalive pings closer than this many seconds are abuse (GOAWAY "
+          "too_many_pings after two); clients should ping no more often.");
+ABSL_FLAG(bool, permit_keepalive_without_calls, DefaultServer().permit_keepalive_without_calls,
+          "Accept (and send) keepalive pings on connections with no call open.");
+ABSL_FLAG(double, max_connection_idle, DefaultSeconds(DefaultServer().max_connection_idle),
+          "Seconds a connection with no call open is kept; 0: forever.");
+ABSL_FLAG(double, max_connection_age, DefaultSeconds(DefaultServer().max_connection_age),
+          "Seconds (+-10%) after which a connection is asked to go away (no new calls on it; "
+          "clients reconnect, which rebalances them across replicas); 0: never.");
+ABSL_FLAG(double, max_connection_age_grace,
+          DefaultSeconds(DefaultServer().max_connection_age_grace),
+          "Seconds the calls of an aged connection get to finish before they are cancelled; "
+          "keep it above the longest video a session may take; 0: unlimited.");
+ABSL_FLAG(int, max_concurrent_streams, DefaultServer().max_concurrent_streams,
+          "Calls one connection may carry at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).");
+ABSL_FLAG(int, max_sessions_per_peer, DefaultServer().max_sessions_per_peer,
+          "Live sessions per client address (the peer IP, any port); beyond: "
+          "RESOURCE_EXHAUSTED. Behind a proxy all clients share its address: raise it or use "
+          "0 (off) there.");
+ABSL_FLAG(double, command_rate, DefaultServer().command_rate,
+          "Session commands read per second per stream (token bucket); 0: unlimited. Excess "
+          "commands are read later, not refused (HTTP/2 flow control slows the client).");
+ABSL_FLAG(int, command_burst, DefaultServer().command_burst,
+          "Session commands read at once above --command_rate.");
 
 namespace longsana::server {
 namespace {
@@ -60,6 +158,25 @@ std::chrono::milliseconds Seconds(double s) {
 
 absl::Status Bad(std::string_view flag, std::string_view what) {
   return absl::InvalidArgumentError(fmt::format("--{}: {}", flag, what));
+}
+
+// Config::Validate names config fields ("max_num_frames: ..."); say it in the flag's name.
+absl::Status ToFlagError(const absl::Status& status) {
+  static const std::map<std::string, std::string, std::less<>> kFlagOfField = {
+      {"max_num_frames", "max_frames"},
+      {"memory_budget_bytes", "memory_budget"},
+      {"max_bitrate_bps", "max_bitrate"},
+      {"presets", "allowed_presets"},
+      {"max_send_message_bytes", "max_chunk_bytes"},
+  };
+  const std::string message(status.message());
+  const size_t colon = message.find(':');
+  if (colon == std::string_view::npos) return status;
+  std::string_view field = std::string_view(message).substr(0, colon);
+  if (field.starts_with("policy.")) field.remove_prefix(7);
+  const auto it = kFlagOfField.find(field);
+  const std::string flag = it == kFlagOfField.end() ? std::string(field) : it->second;
+  return absl::InvalidArgumentError(fmt::format("--{}:{}", flag, message.substr(colon + 1)));
 }
 
 // What the main thread waits for: the models loaded (or failed), or a signal.
@@ -84,6 +201,42 @@ struct MainEvents {
     cv.notify_all();
   }
 };
+
+// After SIGTERM the process exits within drain + grace + this, whatever is still running.
+constexpr std::chrono::seconds kWatchdogMargin{5};
+
+// What the shutdown is doing, for the watchdog's last words.
+struct ShutdownProgress {
+  std::mutex mu;
+  std::string stage = "draining";
+
+  void Set(std::string s) {
+    std::lock_guard lock(mu);
+    stage = std::move(s);
+  }
+  std::string Get() {
+    std::lock_guard lock(mu);
+    return stage;
+  }
+};
+
+// A detached thread that ends the process `after` from now with exit code 0 (the shutdown
+// was asked for) by _exit: destructors and atexit handlers could wait on the very engine
+// threads that are stuck. Holds the logger so that it can log after main has returned.
+void StartShutdownWatchdog(std::chrono::milliseconds after,
+                           std::shared_ptr<ShutdownProgress> progress) {
+  std::thread([after, progress = std::move(progress), logger = spdlog::default_logger()] {
+    std::this_thread::sleep_for(after);
+    logger->error(
+        "shutdown watchdog: still {} {:.1f} s after the signal (drain timeout + shutdown "
+        "grace + {} s): exiting now",
+        progress->Get(), std::chrono::duration<double>(after).count(), kWatchdogMargin.count());
+    logger->flush();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    _exit(0);
+  }).detach();
+}
 
 int g_signal_pipe[2] = {-1, -1};
 
@@ -128,16 +281,37 @@ void NormalizeFlagDashes(int argc, char** argv) {
 absl::StatusOr<Config> ConfigFromFlags() {
   Config c;
   c.server.listen = absl::GetFlag(FLAGS_listen);
-  const double drain = absl::GetFlag(FLAGS_drain_timeout);
-  if (!std::isfinite(drain) || drain < 0 || drain > 86400) {
-    return Bad("drain_timeout", "must be in [0, 86400] seconds");
+  // Durations: seconds on the command line.
+  for (const auto& [flag, value, limit, out] : {
+           std::tuple{"drain_timeout", absl::GetFlag(FLAGS_drain_timeout), 86400.0,
+                      &c.server.drain_timeout},
+           std::tuple{"shutdown_grace", absl::GetFlag(FLAGS_shutdown_grace), 3600.0,
+                      &c.server.shutdown_grace},
+           std::tuple{"keepalive_time", absl::GetFlag(FLAGS_keepalive_time), 86400.0,
+                      &c.server.keepalive_time},
+           std::tuple{"keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout), 86400.0,
+                      &c.server.keepalive_timeout},
+           std::tuple{"min_client_ping_interval", absl::GetFlag(FLAGS_min_client_ping_interval),
+                      86400.0, &c.server.min_client_ping_interval},
+           std::tuple{"max_connection_idle", absl::GetFlag(FLAGS_max_connection_idle), 86400.0,
+                      &c.server.max_connection_idle},
+           std::tuple{"max_connection_age", absl::GetFlag(FLAGS_max_connection_age), 86400.0,
+                      &c.server.max_connection_age},
+           std::tuple{"max_connection_age_grace", absl::GetFlag(FLAGS_max_connection_age_grace),
+                      86400.0, &c.server.max_connection_age_grace},
+           std::tuple{"stall_timeout", absl::GetFlag(FLAGS_stall_timeout), 86400.0,
+                      &c.engine.stall_timeout},
+       }) {
+    if (!std::isfinite(value) || value < 0 || value > limit) {
+      return Bad(flag, fmt::format("must be in [0, {}] seconds", limit));
+    }
+    *out = Seconds(value);
   }
-  c.server.drain_timeout = Seconds(drain);
-  const double grace = absl::GetFlag(FLAGS_shutdown_grace);
-  if (!std::isfinite(grace) || grace < 0 || grace > 3600) {
-    return Bad("shutdown_grace", "must be in [0, 3600] seconds");
-  }
-  c.server.shutdown_grace = Seconds(grace);
+  c.server.permit_keepalive_without_calls = absl::GetFlag(FLAGS_permit_keepalive_without_calls);
+  c.server.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  c.server.max_sessions_per_peer = absl::GetFlag(FLAGS_max_sessions_per_peer);
+  c.server.command_rate = absl::GetFlag(FLAGS_command_rate);
+  c.server.command_burst = absl::GetFlag(FLAGS_command_burst);
   c.server.outbox_chunks = absl::GetFlag(FLAGS_outbox_chunks);
   auto level = ParseLogLevel("--log_level", absl::GetFlag(FLAGS_log_level));
   if (!level.ok()) return level.status();
@@ -153,6 +327,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   auto budget = ParseByteSize("--memory_budget", absl::GetFlag(FLAGS_memory_budget));
   if (!budget.ok()) return budget.status();
   c.engine.memory_budget_bytes = *budget;
+  c.engine.memory_budget_fraction = absl::GetFlag(FLAGS_memory_budget_fraction);
   c.engine.queue_size = absl::GetFlag(FLAGS_queue_size);
   c.engine.max_batch = absl::GetFlag(FLAGS_max_batch);
   c.engine.max_num_frames = absl::GetFlag(FLAGS_max_frames);
@@ -162,11 +337,29 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.engine.text_softcap = absl::GetFlag(FLAGS_text_softcap);
   c.engine.exact_timesteps = absl::GetFlag(FLAGS_exact_timesteps);
   c.engine.encoder_threads = absl::GetFlag(FLAGS_encoder_threads);
+  c.engine.media_workers = absl::GetFlag(FLAGS_media_workers);
+  c.engine.text_queue_size = absl::GetFlag(FLAGS_text_queue_size);
+  c.engine.max_pending_commands = absl::GetFlag(FLAGS_max_pending_commands);
 
-  if (auto s = c.Validate(); !s.ok()) {
-    // Config fields are named like the flags; say so in the flag's spelling.
-    return absl::InvalidArgumentError(fmt::format("invalid flags: {}", std::string(s.message())));
+  engine::SessionPolicy& policy = c.engine.policy;
+  policy.max_steps = absl::GetFlag(FLAGS_max_steps);
+  policy.max_cached_blocks = absl::GetFlag(FLAGS_max_cached_blocks);
+  policy.max_pixels = absl::GetFlag(FLAGS_max_pixels);
+  policy.presets.clear();
+  for (const std::string& preset : absl::GetFlag(FLAGS_allowed_presets)) {
+    if (!preset.empty()) policy.presets.push_back(preset);
   }
+  policy.min_crf = absl::GetFlag(FLAGS_min_crf);
+  auto bitrate = ParseBitRate("--max_bitrate", absl::GetFlag(FLAGS_max_bitrate));
+  if (!bitrate.ok()) return bitrate.status();
+  policy.max_bitrate_bps = *bitrate;
+  auto chunk = ParseByteSize("--max_chunk_bytes", absl::GetFlag(FLAGS_max_chunk_bytes));
+  if (!chunk.ok()) return chunk.status();
+  policy.max_chunk_bytes = *chunk;
+  // What the engine lets through, gRPC must be able to send.
+  c.server.max_send_message_bytes = policy.max_chunk_bytes + wire::kChunkFramingMarginBytes;
+
+  if (auto s = c.Validate(); !s.ok()) return ToFlagError(s);
   return c;
 }
 
@@ -220,6 +413,7 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     }
   }).detach();
 
+  auto progress = std::make_shared<ShutdownProgress>();
   auto server = Server::Start(config->server);
   if (!server.ok()) {
     spdlog::error("{}", server.status().ToString());
@@ -248,11 +442,16 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     if (events->signal != 0) {
       const int sig = events->signal;
       lock.unlock();
+      const ServerOptions& o = config->server;
+      StartShutdownWatchdog(o.drain_timeout + o.shutdown_grace + kWatchdogMargin, progress);
       spdlog::info("received {}: draining (timeout {:.1f} s)",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   std::chrono::duration<double>(config->server.drain_timeout).count());
-      (*server)->Drain(config->server.drain_timeout);
-      (*server)->Shutdown(config->server.shutdown_grace);
+                   std::chrono::duration<double>(o.drain_timeout).count());
+      progress->Set("draining the engine's sessions");
+      (*server)->Drain(o.drain_timeout);
+      progress->Set(
+          fmt::format("closing streams ({} open when the drain ended)", (*server)->open_streams()));
+      (*server)->Shutdown(o.shutdown_grace);
       exit_code = 0;
       break;
     }
@@ -271,12 +470,15 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     spdlog::info("models loaded and warmed up in {:.2f} s", seconds);
     (*server)->SetEngine(std::shared_ptr<engine::Engine>(std::move(*result)));
   }
-  // A signal during loading waits for the load to end (CreateEngine cannot be interrupted).
+  // A signal during loading waits for the load to end (CreateEngine cannot be interrupted;
+  // the watchdog bounds the wait).
+  progress->Set("waiting for the model load to finish");
   loader.join();
   {
     std::lock_guard lock(events->mu);
     events->loaded.reset();  // an engine loaded after the signal is released here
   }
+  progress->Set("releasing the engine");
   server->reset();
   spdlog::info("exit {}", exit_code);
   return exit_code;

@@ -5,8 +5,11 @@
 // and prints "listening on HOST:PORT" as one line on stdout (with the picked port when the
 // flag says port 0); the engine factory loads the models and runs the warm-up on a thread;
 // then health is SERVING. On SIGTERM or SIGINT the server drains (see Server::Drain) for
-// --drain_timeout seconds, stops and returns 0. Exit codes: 0 after a signal, 1 when the
-// server cannot listen or the models fail to load, 2 for bad flags.
+// --drain_timeout seconds, gives streams --shutdown_grace to flush, stops and returns 0. A
+// watchdog started with the signal guarantees the exit: drain + grace + 5 s after it, the
+// process logs (error level) what it was still waiting for and _exit(0)s without running
+// destructors. Exit codes: 0 after a signal, 1 when the server cannot listen or the models
+// fail to load (the reason logged), 2 for bad flags.
 //
 // Flags may be written with dashes or underscores (--model-dir or --model_dir).
 #pragma once

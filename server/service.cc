@@ -1,12 +1,15 @@
 #include "server/service.h"
 
+#include <grpcpp/alarm.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "server/grpc_status.h"
 #include "server/session_outbox.h"
+#include "server/token_bucket.h"
 
 namespace longsana::server {
 namespace {
@@ -52,6 +55,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
       Reject(spec.status());
       return;
     }
+    auto lease = service->peers().Acquire(context->peer());
+    if (!lease.ok()) {
+      Reject(lease.status());
+      return;
+    }
     auto outbox = std::make_shared<SessionOutbox>(
         OutboxOptions{.max_chunks = service->options().outbox_chunks,
                       .label = fmt::format("Generate from {}", context->peer())},
@@ -64,6 +72,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
     engine_ = std::move(*engine);
     outbox_ = std::move(outbox);
     session_id_ = info->id;
+    peer_lease_ = std::move(*lease);
     outbox_->Open(*info);
   }
 
@@ -106,6 +115,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<SessionOutbox> outbox_;  // null when the request was rejected
   engine::SessionId session_id_ = 0;
+  PeerSessionLimiter::Lease peer_lease_;  // given back when OnDone deletes the reactor
   std::atomic<bool> cancel_sent_{false};
 };
 
@@ -118,6 +128,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   SessionReactor(LongSanaService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {
     service_->StreamOpened();
+    if (service->options().command_rate > 0) {
+      bucket_.emplace(service->options().command_rate, service->options().command_burst,
+                      TokenBucket::Clock::now());
+    }
     StartRead(&command_);
   }
 
@@ -169,7 +183,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
         resume = true;
       }
     }
-    if (resume) StartRead(&command_);
+    if (resume) ReadNextIfRoom();
   }
 
   void OnCancel() override {
@@ -195,12 +209,55 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
       outbox = outbox_;
     }
     if (outbox != nullptr) outbox->Detach();
-    LongSanaService* service = service_;
-    delete this;
-    service->StreamClosed();
+    grpc::Alarm* alarm = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+      if (alarms_outstanding_ > 0) {
+        ++alarms_outstanding_;  // keeps the reactor alive across Cancel below
+        alarm = alarm_.get();
+      }
+    }
+    if (alarm == nullptr) {
+      Destroy();
+      return;
+    }
+    // An armed alarm must not fire into a deleted reactor: cancel it (its callback then runs
+    // promptly with ok = false) and let the last callback delete.
+    {
+      std::lock_guard lock(alarm_mu_);
+      alarm->Cancel();
+    }
+    ReleaseAlarmRef();
   }
 
  private:
+  void Destroy() {
+    LongSanaService* service = service_;
+    delete this;  // gives the peer lease back
+    service->StreamClosed();
+  }
+
+  void ReleaseAlarmRef() {
+    bool destroy = false;
+    {
+      std::lock_guard lock(mu_);
+      destroy = --alarms_outstanding_ == 0 && done_;
+    }
+    if (destroy) Destroy();
+  }
+
+  // The rate limit's wake-up (on a gRPC executor thread): read the command that waited for
+  // its token. Cancelled (ok false) only by OnDone.
+  void OnAlarm(bool ok) {
+    {
+      std::lock_guard lock(mu_);
+      throttled_ = false;
+    }
+    if (ok) ReadNextIfRoom();
+    ReleaseAlarmRef();
+  }
+
   // Returns true when the session started and commands should be read.
   bool HandleStart() {
     if (!command_.has_start()) {
@@ -218,6 +275,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
       return Reject(absl::Status(spec.status().code(),
                                  fmt::format("start.{}", std::string(spec.status().message()))));
     }
+    auto lease = service_->peers().Acquire(context_->peer());
+    if (!lease.ok()) return Reject(lease.status());
     auto outbox = std::make_shared<SessionOutbox>(
         OutboxOptions{.max_chunks = service_->options().outbox_chunks,
                       .label = fmt::format("Session from {}", context_->peer())},
@@ -229,6 +288,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
       std::lock_guard lock(mu_);
       engine_ = *engine;
       session_id_ = info->id;
+      peer_lease_ = std::move(*lease);
       cancelled = cancelled_;
       if (!cancelled) outbox_ = outbox;
     }
@@ -271,18 +331,38 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     }
   }
 
+  // Issues the next command read unless the client must catch up first (too many pending
+  // events: OnWriteDone resumes) or the rate limit has no token (an alarm reads when one is
+  // due). Throttling reads, not refusing commands, lets HTTP/2 flow control slow the client
+  // down while every command is still applied in order. Never called with a read in flight.
   void ReadNextIfRoom() {
     bool read = false;
+    grpc::Alarm* arm = nullptr;
+    TokenBucket::Clock::duration wait{};
     {
       std::lock_guard lock(mu_);
-      if (!reading_ || cancelled_) return;
+      if (!reading_ || cancelled_ || done_ || throttled_) return;
       if (outbox_ != nullptr && outbox_->Ended()) return;  // nothing left to steer
       if (outbox_ != nullptr &&
           outbox_->PendingEvents() >= service_->options().max_pending_events) {
         read_paused_ = true;  // OnWriteDone resumes reading once the client catches up
+      } else if (bucket_.has_value() &&
+                 (wait = bucket_->TryTake(TokenBucket::Clock::now())) > wait.zero()) {
+        throttled_ = true;
+        ++alarms_outstanding_;
+        // A fresh alarm per wait: the previous one has fired (its callback may be the caller;
+        // its implementation outlives the wrapper until that callback returns).
+        alarm_ = std::make_unique<grpc::Alarm>();
+        arm = alarm_.get();
       } else {
         read = true;
       }
+    }
+    if (arm != nullptr) {
+      const auto deadline = std::chrono::system_clock::now() +
+                            std::chrono::ceil<std::chrono::system_clock::duration>(wait);
+      std::lock_guard lock(alarm_mu_);
+      arm->Set(deadline, [this](bool ok) { OnAlarm(ok); });
     }
     if (read) StartRead(&command_);
   }
@@ -328,12 +408,23 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   bool reading_ = true;  // the client has not half-closed
   bool read_paused_ = false;
   bool cancelled_ = false;
+  PeerSessionLimiter::Lease peer_lease_;  // given back when the reactor is deleted
+
+  // Command rate limit (null: unlimited). An alarm callback in flight, or OnDone cancelling
+  // one, holds an alarms_outstanding_ reference; the reactor is deleted by whoever drops the
+  // last one after OnDone (done_).
+  std::optional<TokenBucket> bucket_;
+  std::unique_ptr<grpc::Alarm> alarm_;
+  bool throttled_ = false;  // an alarm is armed and will issue the next read
+  int alarms_outstanding_ = 0;
+  bool done_ = false;
+  std::mutex alarm_mu_;  // serializes Set and Cancel of alarm_ (never held in OnAlarm)
 };
 
 }  // namespace
 
 LongSanaService::LongSanaService(const ServerOptions& options, std::string build)
-    : options_(options), build_(std::move(build)) {}
+    : options_(options), build_(std::move(build)), peers_(options.max_sessions_per_peer) {}
 
 LongSanaService::~LongSanaService() = default;
 

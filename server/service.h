@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "engine/api/engine.h"
 #include "longsana/v1/longsana.grpc.pb.h"
+#include "server/peer_session_limiter.h"
 #include "server/proto_mapping.h"
 #include "server/server_config.h"
 
@@ -41,6 +42,8 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   absl::StatusOr<std::shared_ptr<engine::Engine>> AcquireEngine() const;
   RequestLimits limits() const;
   const ServerOptions& options() const { return options_; }
+  // Live sessions per client address (--max_sessions_per_peer).
+  PeerSessionLimiter& peers() { return peers_; }
 
   // Generate/Session streams whose reactor is alive (counted by the reactors).
   void StreamOpened();
@@ -60,6 +63,7 @@ class LongSanaService final : public v1::LongSana::CallbackService {
  private:
   const ServerOptions options_;
   const std::string build_;
+  PeerSessionLimiter peers_;
   std::atomic<ServingPhase> phase_{ServingPhase::kLoading};
   mutable std::mutex mu_;
   std::condition_variable streams_cv_;

@@ -3,6 +3,7 @@
 // validation, capacity, cancel, deadline, commands, slow readers, health, drain, reflection.
 #include "server/server.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -626,6 +627,156 @@ TEST_F(ServerTest, SlowReaderPausesOnlyItsOwnSession) {
   auto probe = FfprobeVideo(WriteVideo(dir, "slow.mp4", all.Video()));
   ASSERT_TRUE(probe.ok()) << probe.status();
   EXPECT_EQ(probe->frames, 481);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile or broken clients: per-peer cap, command rate, connection and message bounds
+
+TEST_F(ServerTest, PerPeerCapRefusesBeyondItAndAcceptsAgainOnceAStreamEnds) {
+  ServerOptions options;
+  options.max_sessions_per_peer = 2;
+  engine_options_.queue_size = 8;
+  StartServer(engine_options_, options);
+  engine_->SetPaused(true);
+  auto a = std::make_unique<OpenStream>(*stub_, SmallRequest(81));
+  ASSERT_TRUE(a->ReadUntil([](const auto& e) { return e.has_accepted(); }));
+  SessionStream b(*stub_);
+  ASSERT_TRUE(b.Start(SmallRequest(81)));
+  ASSERT_TRUE(b.ReadUntil([](const auto& e) { return e.has_accepted(); }));
+
+  const StreamResult third = RunGenerate(*stub_, SmallRequest(81), 10s);
+  EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third.status.error_message().find("--max_sessions_per_peer"), std::string::npos)
+      << third.status.error_message();
+  SessionStream fourth(*stub_);
+  ASSERT_TRUE(fourth.Start(SmallRequest(81)));
+  fourth.Finish();
+  EXPECT_EQ(fourth.result.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(engine_->SessionIds().size(), 2u) << "a refused session reached the engine";
+
+  // One stream ends (cancelled by its client): its host may start another. The server
+  // gives the slot back when the call is done, which may trail the client's status a little.
+  a->context.TryCancel();
+  EXPECT_EQ(a->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  a.reset();
+  bool accepted = false;
+  for (int attempt = 0; attempt < 100 && !accepted; ++attempt) {
+    OpenStream again(*stub_, SmallRequest(81), 10s);
+    accepted = again.ReadUntil([](const auto& e) { return e.has_accepted(); });
+    if (!accepted) {
+      const grpc::Status st = again.Finish();
+      ASSERT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+      std::this_thread::sleep_for(50ms);
+    } else {
+      again.context.TryCancel();
+      again.Finish();
+    }
+  }
+  EXPECT_TRUE(accepted);
+  engine_->SetPaused(false);
+  b.Finish();
+  EXPECT_TRUE(b.result.status.ok()) << b.result.status.error_message();
+}
+
+TEST_F(ServerTest, RateLimitedCommandsAreThrottledNotRefusedAndTheLastOneWins) {
+  ServerOptions options;
+  options.command_rate = 100;
+  options.command_burst = 5;
+  StartServer(engine_options_, options);
+  engine_->SetPaused(true);  // no block starts: every switch is accepted
+  SessionStream s(*stub_);
+  ASSERT_TRUE(s.Start(SmallRequest(161)));
+  ASSERT_TRUE(s.ReadUntil([](const auto& e) { return e.has_accepted(); }));
+  constexpr int kCommands = 200;
+  for (int i = 1; i <= kCommands; ++i) {
+    ASSERT_TRUE(s.Switch(i, fmt::format("prompt {}", i))) << i;
+  }
+  int acks = 0;
+  ASSERT_TRUE(
+      s.ReadUntil([&](const auto& e) { return e.has_command_ack() && ++acks == kCommands; }));
+  engine_->SetPaused(false);
+  s.Finish();
+  ASSERT_TRUE(s.result.status.ok()) << s.result.status.error_message();
+  const auto all = s.result.Acks();
+  ASSERT_EQ(all.size(), static_cast<size_t>(kCommands));
+  for (int i = 0; i < kCommands; ++i) {
+    EXPECT_EQ(all[i].command_id(), static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(all[i].code(), 0) << all[i].detail();
+  }
+  const auto rec = engine_->GetRecord(s.id());
+  ASSERT_TRUE(rec.has_value());
+  ASSERT_EQ(rec->block_prompts.size(), 4u);
+  for (const std::string& p : rec->block_prompts) EXPECT_EQ(p, "prompt 200");
+}
+
+TEST_F(ServerTest, AnIdleConnectionIsClosedByTheServer) {
+  ServerOptions options;
+  options.max_connection_idle = 300ms;
+  StartServer(engine_options_, options);
+  auto channel = MakeChannel(server_->address());
+  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + 10s));
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  // No call: the server sends GOAWAY after the idle time and the channel leaves READY.
+  EXPECT_TRUE(
+      channel->WaitForStateChange(GRPC_CHANNEL_READY, std::chrono::system_clock::now() + 20s));
+  EXPECT_NE(channel->GetState(false), GRPC_CHANNEL_READY);
+}
+
+TEST_F(ServerTest, KeepaliveAndConnectionBoundsAcceptClientPings) {
+  ServerOptions options;
+  options.keepalive_time = 200ms;
+  options.keepalive_timeout = 5s;
+  options.min_client_ping_interval = 100ms;
+  StartServer(engine_options_, options);
+  // A client pinging every 200 ms, even between calls, is not told "too many pings": its
+  // channel stays usable across an idle second.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 200);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  auto channel = MakeChannel(server_->address(), args);
+  auto stub = v1::LongSana::NewStub(channel);
+  ASSERT_TRUE(RunGenerate(*stub, SmallRequest(81), 30s).status.ok());
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  ASSERT_TRUE(RunGenerate(*stub, SmallRequest(81), 30s).status.ok());
+}
+
+TEST_F(ServerTest, MessageSizeBounds) {
+  ServerOptions options;
+  options.max_receive_message_bytes = 64 << 10;
+  StartServer(engine_options_, options);
+  // Receive: an oversized request is refused by gRPC before any of our code runs.
+  v1::GenerateRequest big = SmallRequest(81);
+  big.set_prompt(std::string(100 << 10, 'a'));
+  const StreamResult r = RunGenerate(*stub_, big, 10s);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << r.status.error_message();
+  EXPECT_TRUE(engine_->SessionIds().empty());
+
+  // A client whose receive limit is below the chunk size (what --max_receive_bytes guards
+  // against) fails the call instead of hanging; the server frees the session.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(1024);
+  auto small_stub = v1::LongSana::NewStub(MakeChannel(server_->address(), args));
+  v1::GenerateRequest req = SmallRequest(81);
+  req.mutable_output()->set_crf(1);
+  const StreamResult tiny = RunGenerate(*small_stub, req, 30s);
+  EXPECT_EQ(tiny.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << tiny.status.error_message();
+}
+
+TEST_F(ServerTest, AChunkAboveTheSendLimitEndsTheStream) {
+  ServerOptions options;
+  options.max_send_message_bytes = 1024;  // far below a 64x64 near-lossless fragment
+  StartServer(engine_options_, options);
+  v1::GenerateRequest req = SmallRequest(81);
+  req.mutable_output()->set_crf(1);
+  const StreamResult r = RunGenerate(*stub_, req, 30s);
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_NE(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << r.status.error_message();
+  ASSERT_EQ(engine_->SessionIds().size(), 1u);
+  EXPECT_TRUE(engine_->WaitEnded(engine_->SessionIds()[0], 10s));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -162,7 +162,8 @@ TEST(SessionOutbox, AcksInOrderAndNoneAfterTheEnd) {
   RecordingWriter w;
   auto outbox = std::make_shared<SessionOutbox>(OutboxOptions{}, &w);
   outbox->Open(Info());
-  outbox->OnCommandAck(engine::CommandAck{1, 1, "immediate"});
+  outbox->OnCommandAck(
+      engine::CommandAck{.command_id = 1, .effective_block = 1, .detail = "immediate"});
   outbox->PushCommandAck(ErrorAck(2, absl::InvalidArgumentError("extend.num_frames: 3")));
   outbox->OnCompleted(engine::CompletionStats{});
   outbox->PushCommandAck(ErrorAck(3, absl::NotFoundError("gone")));

@@ -1,0 +1,106 @@
+#include "server/peer_session_limiter.h"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+namespace longsana::server {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// gRPC writes peers as URIs, so an IPv6 host may come as %5B...%5D.
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string PeerHost(std::string_view peer) {
+  const std::string decoded = PercentDecode(peer);
+  std::string_view s = decoded;
+  if (s.starts_with("ipv4:")) {
+    s.remove_prefix(5);
+    const size_t colon = s.rfind(':');
+    return std::string(colon == std::string_view::npos ? s : s.substr(0, colon));
+  }
+  if (s.starts_with("ipv6:")) {
+    s.remove_prefix(5);
+    if (s.starts_with("[")) {
+      const size_t close = s.find(']');
+      if (close != std::string_view::npos) return std::string(s.substr(1, close - 1));
+    }
+    return std::string(s);
+  }
+  return decoded;
+}
+
+PeerSessionLimiter::PeerSessionLimiter(int max_per_peer) : max_per_peer_(max_per_peer) {}
+
+PeerSessionLimiter::Lease::Lease(PeerSessionLimiter* owner, std::string host)
+    : owner_(owner), host_(std::move(host)) {}
+
+PeerSessionLimiter::Lease::Lease(Lease&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)), host_(std::move(other.host_)) {}
+
+PeerSessionLimiter::Lease& PeerSessionLimiter::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    Release();
+    owner_ = std::exchange(other.owner_, nullptr);
+    host_ = std::move(other.host_);
+  }
+  return *this;
+}
+
+PeerSessionLimiter::Lease::~Lease() { Release(); }
+
+void PeerSessionLimiter::Lease::Release() {
+  if (owner_ == nullptr) return;
+  std::exchange(owner_, nullptr)->ReleaseHost(host_);
+}
+
+absl::StatusOr<PeerSessionLimiter::Lease> PeerSessionLimiter::Acquire(std::string_view peer) {
+  std::string host = PeerHost(peer);
+  {
+    std::lock_guard lock(mu_);
+    int& live = live_[host];
+    if (max_per_peer_ > 0 && live >= max_per_peer_) {
+      return absl::ResourceExhaustedError(fmt::format(
+          "--max_sessions_per_peer: {} already has {} live sessions, the most one client "
+          "address may hold",
+          host, live));
+    }
+    ++live;
+  }
+  return Lease(this, std::move(host));
+}
+
+int PeerSessionLimiter::Count(const std::string& host) const {
+  std::lock_guard lock(mu_);
+  const auto it = live_.find(host);
+  return it == live_.end() ? 0 : it->second;
+}
+
+void PeerSessionLimiter::ReleaseHost(const std::string& host) {
+  std::lock_guard lock(mu_);
+  const auto it = live_.find(host);
+  if (it == live_.end()) return;
+  if (--it->second <= 0) live_.erase(it);
+}
+
+}  // namespace longsana::server
