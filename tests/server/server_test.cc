@@ -499,11 +499,11 @@ TEST_F(ServerTest, SessionExtendStopAndRefusedCommands) {
       << s.result.events.back().command_ack().error_message();
 
   v1::SessionCommand extend;
-  extend.set_command_id(3);
+  extend.set_command_id(11);  // ids must increase
   extend.mutable_extend()->set_num_frames(80);  // + 2 blocks
   ASSERT_TRUE(s.Send(extend));
   ASSERT_TRUE(s.ReadUntil([](const auto& e) { return e.has_command_ack(); }));
-  EXPECT_EQ(s.result.events.back().command_ack().command_id(), 3u);
+  EXPECT_EQ(s.result.events.back().command_ack().command_id(), 11u);
   EXPECT_EQ(s.result.events.back().command_ack().code(), 0);
   EXPECT_EQ(s.result.events.back().command_ack().effective_block(), 2u);
 
@@ -511,14 +511,14 @@ TEST_F(ServerTest, SessionExtendStopAndRefusedCommands) {
   ASSERT_TRUE(
       s.ReadUntil([](const auto& e) { return e.has_chunk() && e.chunk().block_index() == 1; }));
   v1::SessionCommand stop;
-  stop.set_command_id(4);
+  stop.set_command_id(12);
   stop.mutable_stop();
   ASSERT_TRUE(s.Send(stop));
   s.Finish();
   ASSERT_TRUE(s.result.status.ok()) << s.result.status.error_message();
   const auto acks = s.result.Acks();
   ASSERT_EQ(acks.size(), 5u);
-  EXPECT_EQ(acks[4].command_id(), 4u);
+  EXPECT_EQ(acks[4].command_id(), 12u);
   const uint32_t last = acks[4].effective_block();
   const auto done = s.result.completed();
   ASSERT_TRUE(done.has_value());
