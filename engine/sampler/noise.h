@@ -1,20 +1,14 @@
 // Where a session's Gaussian draws come from (binding decision 7): a per-session generator
-// seeded from the request seed, or recorded draws replayed for parity checks. Draws are
-// made on the CPU in fp32, so a seed gives the same noise on every device.
+// seeded from the request seed. Draws are made on the CPU in fp32, so a seed gives the same
+// noise on every device. Parity checks replay recorded draws instead (RecordedNoise,
+// engine/parity/recorded_noise.h).
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <string>
-
-#include "absl/status/statusor.h"
 
 namespace longsana::engine {
-
-class GoldenFile;
 
 class NoiseSource {
  public:
@@ -39,22 +33,6 @@ class SeededNoise final : public NoiseSource {
 
  private:
   at::Generator generator_;
-};
-
-// Replays the draws a reference run recorded: `in/noise_init` [1, C, T, h, w] and
-// `in/renoise/c{j}_s{s}` [F_j, C, h, w] (GOLDENS.md §3.3). Throws c10::Error when a draw
-// the sampler asks for is not in the golden.
-class RecordedNoise final : public NoiseSource {
- public:
-  static absl::StatusOr<std::unique_ptr<RecordedNoise>> FromGolden(const GoldenFile& golden);
-  at::Tensor BlockNoise(int64_t block, int64_t begin, int64_t end, int64_t channels, int64_t h,
-                        int64_t w) override;
-  at::Tensor Renoise(int64_t block, int step, int64_t frames, int64_t channels, int64_t h,
-                     int64_t w) override;
-
- private:
-  at::Tensor init_;  // [C, T, h, w]
-  std::map<std::string, at::Tensor> renoise_;  // "c{j}_s{s}" -> [C, F, h, w]
 };
 
 }  // namespace longsana::engine
