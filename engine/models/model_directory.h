@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "engine/models/gemma2/gemma2_config.h"
 #include "engine/models/longsana_dit/dit_config.h"
+#include "engine/models/scheduler_config.h"
+#include "engine/models/tokenizer_config.h"
 #include "engine/models/wan_vae/wan_vae_config.h"
-#include "engine/sampler/scheduler_config.h"
-#include "engine/text/tokenizer_config.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace longsana::engine {

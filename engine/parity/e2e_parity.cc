@@ -7,7 +7,8 @@
 #include "engine/common/str_util.h"
 #include "engine/models/model_directory.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
-#include "engine/sampler/dit_parity.h"
+#include "engine/parity/dit_parity.h"
+#include "engine/parity/recorded_noise.h"
 #include "engine/sampler/longlive_sampler.h"
 #include "engine/text/prompt.h"
 #include "engine/text/text_encoder.h"
@@ -78,8 +79,8 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
     report.Add(CompareTensors("caption", caption.embedding.view(golden_caption.sizes()),
                               golden_caption, kCaption));
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_mask, e2e.Get("caption_mask"));
-    report.Add(CompareTensors("caption_mask", caption.mask.unsqueeze(0), golden_mask,
-                              Tolerance::Exact()));
+    report.Add(
+        CompareTensors("caption_mask", caption.mask.unsqueeze(0), golden_mask, Tolerance::Exact()));
 
     // Sampler, with the draws recorded for this set.
     DitOptions dit_options;

@@ -1,23 +1,17 @@
 // Where a session's Gaussian draws come from (binding decision 7): generators seeded from
-// the request seed, or recorded draws replayed for parity checks. Draws are made on the CPU
-// in fp32, so a seed gives the same noise on every device. Every source is a pure function
-// of the draw's arguments: asking twice gives the same tensor, so a step that failed and is
-// retried draws exactly what it would have drawn the first time.
+// the request seed. Draws are made on the CPU in fp32, so a seed gives the same noise on
+// every device. Parity checks replay recorded draws instead (RecordedNoise,
+// engine/parity/recorded_noise.h). Every source is a pure function of the draw's
+// arguments: asking twice gives the same tensor, so a step that failed and is retried draws
+// exactly what it would have drawn the first time.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-
 namespace longsana::engine {
-
-class GoldenFile;
 
 class NoiseSource {
  public:
@@ -44,22 +38,6 @@ class SeededNoise final : public NoiseSource {
   at::Tensor Draw(uint64_t draw, std::vector<int64_t> sizes) const;
 
   uint64_t seed_;
-};
-
-// Replays the draws a reference run recorded: `in/noise_init` [1, C, T, h, w] and
-// `in/renoise/c{j}_s{s}` [F_j, C, h, w] (GOLDENS.md §3.3). Throws c10::Error when a draw
-// the sampler asks for is not in the golden.
-class RecordedNoise final : public NoiseSource {
- public:
-  static absl::StatusOr<std::unique_ptr<RecordedNoise>> FromGolden(const GoldenFile& golden);
-  at::Tensor BlockNoise(int64_t block, int64_t begin, int64_t end, int64_t channels, int64_t h,
-                        int64_t w) override;
-  at::Tensor Renoise(int64_t block, int step, int64_t frames, int64_t channels, int64_t h,
-                     int64_t w) override;
-
- private:
-  at::Tensor init_;  // [C, T, h, w]
-  std::map<std::string, at::Tensor> renoise_;  // "c{j}_s{s}" -> [C, F, h, w]
 };
 
 }  // namespace longsana::engine

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/text/tokenizer_config.h"
+#include "engine/models/tokenizer_config.h"
 
 namespace longsana::engine {
 

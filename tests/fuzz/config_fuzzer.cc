@@ -11,10 +11,10 @@
 #include "engine/models/longsana_dit/dit_config.h"
 #include "engine/models/longsana_dit/dit_params.h"
 #include "engine/models/model_directory.h"
+#include "engine/models/scheduler_config.h"
+#include "engine/models/tokenizer_config.h"
 #include "engine/models/wan_vae/wan_vae_config.h"
 #include "engine/models/wan_vae/wan_vae_params.h"
-#include "engine/sampler/scheduler_config.h"
-#include "engine/text/tokenizer_config.h"
 
 using namespace longsana::engine;
 

@@ -1,5 +1,6 @@
 // Include-direction rules of HOUSE_STYLE.md, checked by scanning #include lines:
 //   client -> proto <- server -> engine/api <- engine (...) -> kernels
+// plus, inside engine/, a table of the engine folders each folder may include.
 #pragma once
 
 #include <string>
@@ -8,9 +9,18 @@
 namespace longsana::testing {
 
 struct LayerRule {
-  std::string layer;                      // directory prefix, e.g. "server/"
-  std::vector<std::string> forbidden;     // include prefixes/substrings it must not use
-  std::vector<std::string> exceptions;    // directory prefixes inside `layer` exempt from it
+  std::string layer;                    // directory prefix, e.g. "server/"
+  std::vector<std::string> forbidden;   // include prefixes/substrings it must not use
+  std::vector<std::string> exceptions;  // directory prefixes inside `layer` exempt from it
+  std::string why;
+};
+
+// One row of the intra-engine dependency table: the files under `folder` (subfolders
+// included) may include their own folder and the `allowed` engine folders, no other
+// `engine/...` header. An engine file whose folder has no row may include no engine header.
+struct EngineEdges {
+  std::string folder;                // "engine/sampler/"
+  std::vector<std::string> allowed;  // "engine/common/", ...
   std::string why;
 };
 
@@ -22,11 +32,13 @@ struct Violation {
 };
 
 const std::vector<LayerRule>& LayerRules();
+const std::vector<EngineEdges>& EngineDependencies();
 
-// Scans every C++/CUDA source under `root` (skipping build*/ and tests/testdata) and returns
-// each include that crosses a forbidden edge.
+// Scans every C++/CUDA source under `root` (skipping build*/, hidden folders and
+// tests/testdata) and returns each include that crosses a forbidden edge.
 std::vector<Violation> CheckLayering(const std::string& root);
 
+// One line per violation: `FILE:LINE: #include "X" violates: RULE`.
 std::string FormatViolations(const std::vector<Violation>& violations);
 
 }  // namespace longsana::testing

@@ -2,7 +2,7 @@
 // latent and every recorded call, for both timestep conventions.
 #include <gtest/gtest.h>
 
-#include "engine/sampler/dit_parity.h"
+#include "engine/parity/dit_parity.h"
 #include "tests/common/testdata.h"
 
 namespace longsana::engine {

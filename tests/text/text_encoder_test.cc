@@ -12,8 +12,8 @@
 
 #include "engine/models/model_directory.h"
 #include "engine/parity/golden.h"
+#include "engine/parity/text_parity.h"
 #include "engine/text/prompt.h"
-#include "engine/text/text_parity.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/temp_dir.h"
 #include "tests/common/testdata.h"

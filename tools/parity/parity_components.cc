@@ -1,9 +1,9 @@
 #include "tools/parity/parity_components.h"
 
-#include "engine/models/wan_vae/wan_vae_parity.h"
+#include "engine/parity/dit_parity.h"
 #include "engine/parity/e2e_parity.h"
-#include "engine/sampler/dit_parity.h"
-#include "engine/text/text_parity.h"
+#include "engine/parity/text_parity.h"
+#include "engine/parity/wan_vae_parity.h"
 
 namespace longsana::tools {
 

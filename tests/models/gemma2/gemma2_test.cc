@@ -10,7 +10,7 @@
 #include "engine/models/gemma2/gemma2_params.h"
 #include "engine/models/model_directory.h"
 #include "engine/parity/golden.h"
-#include "engine/text/text_parity.h"
+#include "engine/parity/text_parity.h"
 #include "tests/common/safetensors_writer.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/testdata.h"

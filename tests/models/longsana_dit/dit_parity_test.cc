@@ -2,7 +2,7 @@
 // runners as `longsana-parity`.
 #include <gtest/gtest.h>
 
-#include "engine/sampler/dit_parity.h"
+#include "engine/parity/dit_parity.h"
 #include "tests/common/testdata.h"
 
 namespace longsana::engine {

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "engine/models/wan_vae/wan_vae_params.h"
-#include "engine/models/wan_vae/wan_vae_parity.h"
 #include "engine/parity/golden.h"
+#include "engine/parity/wan_vae_parity.h"
 #include "tests/common/testdata.h"
 
 namespace longsana::engine {

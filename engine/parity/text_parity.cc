@@ -1,4 +1,4 @@
-#include "engine/text/text_parity.h"
+#include "engine/parity/text_parity.h"
 
 #include <filesystem>
 

@@ -1,5 +1,6 @@
-// `scheduler/scheduler_config.json`. The LongSANA loop uses only its own step list and the
-// σ table of model.md §7.1; this config contributes the training timestep count.
+// The noise-scheduler config of a model folder, `scheduler/scheduler_config.json` (not to be
+// confused with engine/scheduler, the session scheduler). The LongSANA loop uses only its own step
+// list and the σ table of model.md §7.1; this config contributes the training timestep count.
 #pragma once
 
 #include <cstdint>

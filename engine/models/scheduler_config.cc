@@ -1,8 +1,8 @@
-#include "engine/sampler/scheduler_config.h"
+#include "engine/models/scheduler_config.h"
 
-#include "engine/common/str_util.h"
 #include "engine/common/json_fields.h"
 #include "engine/common/status_macros.h"
+#include "engine/common/str_util.h"
 
 namespace longsana::engine {
 

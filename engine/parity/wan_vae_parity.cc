@@ -1,4 +1,4 @@
-#include "engine/models/wan_vae/wan_vae_parity.h"
+#include "engine/parity/wan_vae_parity.h"
 
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"

@@ -1,10 +1,10 @@
-#include "engine/text/tokenizer_config.h"
+#include "engine/models/tokenizer_config.h"
 
 #include <filesystem>
 
-#include "engine/common/str_util.h"
 #include "engine/common/json_fields.h"
 #include "engine/common/status_macros.h"
+#include "engine/common/str_util.h"
 
 namespace longsana::engine {
 namespace {

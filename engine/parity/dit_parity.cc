@@ -1,9 +1,10 @@
-#include "engine/sampler/dit_parity.h"
+#include "engine/parity/dit_parity.h"
 
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
 #include "engine/models/longsana_dit/dit_model.h"
 #include "engine/models/model_directory.h"
+#include "engine/parity/recorded_noise.h"
 #include "engine/sampler/longlive_sampler.h"
 
 namespace longsana::engine {
@@ -120,8 +121,8 @@ absl::StatusOr<ParityReport> RunDitStateParity(const ParityOptions& options) {
       CompareIfPresent(&report, l.golden, p + "conv", AsGoldenConv(state->ContextConv(layer)),
                        kStateConv);
     }
-    LONGSANA_ASSIGN_OR_RETURN(DitWorkItem next, ItemFromGolden(l.golden, "next/x", "next/timestep",
-                                                               "next/frame_range"));
+    LONGSANA_ASSIGN_OR_RETURN(
+        DitWorkItem next, ItemFromGolden(l.golden, "next/x", "next/timestep", "next/frame_range"));
     next.state = state.get();
     at::Tensor next_v = l.model->Forward({&next, 1});
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor expected, l.golden.Get("next/v"));
@@ -158,7 +159,8 @@ absl::StatusOr<ParityReport> RunSamplerParity(const ParityOptions& options) {
                            caption.reshape({caption.size(-2), caption.size(-1)}),
                            mask.reshape({-1}), std::move(noise));
     std::vector<int64_t> bounds = session.boundaries();
-    report.Add(CompareTensors("in/segments", at::tensor(bounds, at::kLong), seg, Tolerance::Exact()));
+    report.Add(
+        CompareTensors("in/segments", at::tensor(bounds, at::kLong), seg, Tolerance::Exact()));
     std::vector<float> sx0, sre;
     for (size_t k = 0; k < so.timesteps.size(); ++k) sx0.push_back(session.SigmaX0(k));
     for (size_t k = 0; k + 1 < so.timesteps.size(); ++k) sre.push_back(session.SigmaRenoise(k));
