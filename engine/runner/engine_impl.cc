@@ -50,8 +50,8 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config)
 EngineImpl::EngineImpl(const EngineConfig& config)
     : config_(config),
       device_(config.device == DeviceKind::kCuda ? at::Device(at::kCUDA) : at::Device(at::kCPU)),
-      registry_(SchedulerLimits{config.max_sessions, config.memory_budget_bytes,
-                                config.queue_size, config.max_batch}) {}
+      registry_(SchedulerLimits{config.max_sessions, config.memory_budget_bytes, config.queue_size,
+                                config.max_batch}) {}
 
 absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfig& config) {
   LONGSANA_RETURN_IF_ERROR(config.Validate());
@@ -83,7 +83,8 @@ void EngineImpl::Start() {
   if (budget == 0 && device_.is_cuda()) {
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
-      budget = static_cast<int64_t>(config_.memory_budget_fraction * static_cast<double>(free_bytes));
+      budget =
+          static_cast<int64_t>(config_.memory_budget_fraction * static_cast<double>(free_bytes));
       spdlog::info("memory budget for session slots: {:.2f} GiB ({:.0f}% of the {:.2f} GiB free)",
                    budget / 1073741824.0, 100 * config_.memory_budget_fraction,
                    free_bytes / 1073741824.0);
@@ -133,7 +134,8 @@ absl::Status EngineImpl::Load() {
   text.softcap = config_.text_softcap;
   text.caption_len = config_.caption_len;
   LONGSANA_ASSIGN_OR_RETURN(text_, TextEncoder::Load(dir_, text));
-  spdlog::info("loading VAE decoder ({} parameters)", CountParams(WanVaeDecoderParamSpecs(dir_.vae)));
+  spdlog::info("loading VAE decoder ({} parameters)",
+               CountParams(WanVaeDecoderParamSpecs(dir_.vae)));
   VaeOptions vae;
   vae.device = device_.is_cuda() ? "cuda" : "cpu";
   LONGSANA_ASSIGN_OR_RETURN(vae_, WanVaeDecoder::Load(dir_, vae));
@@ -224,8 +226,8 @@ void EngineImpl::MarkUnhealthyIfDeviceBroken() {
 absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   const SessionPolicy& policy = config_.policy;
   LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt", spec.prompt));
-  for (auto [field, value] : {std::pair<std::string_view, int>{"width", spec.width},
-                              {"height", spec.height}}) {
+  for (auto [field, value] :
+       {std::pair<std::string_view, int>{"width", spec.width}, {"height", spec.height}}) {
     if (value % 16 != 0 || value < config_.min_dimension || value > config_.max_dimension) {
       return Bad(field, StrCat("must be a multiple of 16 in [", config_.min_dimension, ", ",
                                config_.max_dimension, "], got ", value));
@@ -244,13 +246,15 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   }
   const SamplerOptions sampler = SamplerOptionsFor(spec);
   if (static_cast<int>(sampler.timesteps.size()) > policy.max_steps) {
-    return Bad("timesteps", StrCat(sampler.timesteps.size(), " steps, more than this server allows (",
-                                   policy.max_steps, ", --max-steps)"));
+    return Bad("timesteps",
+               StrCat(sampler.timesteps.size(), " steps, more than this server allows (",
+                      policy.max_steps, ", --max-steps)"));
   }
   if (spec.num_cached_blocks > policy.max_cached_blocks) {
     return Bad("num_cached_blocks",
                StrCat(spec.num_cached_blocks, " is more than this server allows (",
-                      policy.max_cached_blocks, ", --max-cached-blocks; -1 keeps the whole "
+                      policy.max_cached_blocks,
+                      ", --max-cached-blocks; -1 keeps the whole "
                       "context at the same cost)"));
   }
   LONGSANA_RETURN_IF_ERROR(sampler.Validate());
@@ -263,24 +267,23 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   int64_t previous = 0;
   for (const auto& change : spec.prompt_timeline) {
     if (change.block <= previous || change.block >= blocks) {
-      return Bad("prompt_timeline", StrCat("blocks must be strictly increasing in [1, ", blocks - 1,
-                                           "] (this video has ", blocks, " blocks), got ",
-                                           change.block));
+      return Bad("prompt_timeline",
+                 StrCat("blocks must be strictly increasing in [1, ", blocks - 1,
+                        "] (this video has ", blocks, " blocks), got ", change.block));
     }
     LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt_timeline.prompt", change.prompt));
     previous = change.block;
   }
   const EncodeOptions& enc = spec.encode;
-  if (std::find(policy.presets.begin(), policy.presets.end(), enc.preset) ==
-      policy.presets.end()) {
+  if (std::find(policy.presets.begin(), policy.presets.end(), enc.preset) == policy.presets.end()) {
     std::string allowed;
     for (const auto& p : policy.presets) allowed += (allowed.empty() ? "" : ", ") + p;
     return Bad("output.preset", StrCat("\"", enc.preset, "\" is not allowed by this server (",
                                        allowed, "; --allowed-presets)"));
   }
   if (enc.crf && *enc.crf < policy.min_crf) {
-    return Bad("output.crf", StrCat(*enc.crf, " is below this server's minimum of ",
-                                    policy.min_crf, " (--min-crf)"));
+    return Bad("output.crf", StrCat(*enc.crf, " is below this server's minimum of ", policy.min_crf,
+                                    " (--min-crf)"));
   }
   if (enc.bitrate_bps && *enc.bitrate_bps > policy.max_bitrate_bps) {
     return Bad("output.bitrate_bps",
@@ -401,9 +404,11 @@ absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id
     result = command.status();
   } else {
     if (command_id <= s->last_command_id) {
-      result = Bad("command_id", StrCat(command_id, " is not greater than the session's previous "
-                                        "command_id ", s->last_command_id,
-                                        " (ids must increase; duplicates are refused)"));
+      result = Bad("command_id",
+                   StrCat(command_id,
+                          " is not greater than the session's previous "
+                          "command_id ",
+                          s->last_command_id, " (ids must increase; duplicates are refused)"));
     } else if (s->stopped) {
       result = absl::FailedPreconditionError(
           "the session was stopped: no commands are accepted after stop");

@@ -104,8 +104,8 @@ void MediaPipeline::Loop() {
       if (job.latent.is_cuda()) job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
 #endif
       const int64_t fault_frame = job.latent.size(1) > 1 ? 1 : 0;
-      at::Tensor video = vae_.DecodeBlock(
-          job.latent.unsqueeze(0), s->vae_cache.get(), [&](int64_t latent_frame) {
+      at::Tensor video =
+          vae_.DecodeBlock(job.latent.unsqueeze(0), s->vae_cache.get(), [&](int64_t latent_frame) {
             if (s->abort_decode.load()) throw DecodeStopped{};
             if (latent_frame == fault_frame) {
               TORCH_CHECK(!fault_injection::Armed(fault_injection::kMediaDecode, id),

@@ -26,10 +26,9 @@ void CheckFaults(std::span<const std::shared_ptr<Session>> sessions,
   if (layer != 0) return;
   for (size_t i = 0; i < sessions.size(); ++i) {
     const SessionId id = sessions[i]->id;
-    const bool fault =
-        fault_injection::Armed(fault_injection::kDitForward, id) ||
-        (phases[i] == SamplerSession::Phase::kCachePass &&
-         fault_injection::Armed(fault_injection::kDitCachePass, id));
+    const bool fault = fault_injection::Armed(fault_injection::kDitForward, id) ||
+                       (phases[i] == SamplerSession::Phase::kCachePass &&
+                        fault_injection::Armed(fault_injection::kDitCachePass, id));
     TORCH_CHECK(!fault, "injected fault after layer 0 of the DiT forward of session ", id);
   }
 }
@@ -52,8 +51,7 @@ void Runner::Stop() {
 double Runner::DeadlineLocked(const Session& s) const {
   const double block_seconds =
       4.0 * static_cast<double>(s.sampler_options.block_frames) / options_.fps;
-  return Seconds(s.start_time - epoch_) +
-         block_seconds * static_cast<double>(s.sampler->block());
+  return Seconds(s.start_time - epoch_) + block_seconds * static_cast<double>(s.sampler->block());
 }
 
 void Runner::ApplyOpsLocked(SessionRegistry::Lock& lock, Session& s) {
@@ -86,13 +84,12 @@ bool Runner::StalledLocked(SessionRegistry::Lock& lock, Session& s, Clock::time_
   }
   if (!s.congested_since) s.congested_since = now;
   if (now - *s.congested_since < options_.stall_timeout) return false;
-  registry_.EndLocked(
-      lock, s,
-      absl::DeadlineExceededError(StrCat(
-          "stalled: the client read nothing for ", Seconds(now - *s.congested_since),
-          " s, more than the stall budget of ",
-          std::chrono::duration<double>(options_.stall_timeout).count(),
-          " s (--stall-timeout); the session's slot was freed")));
+  registry_.EndLocked(lock, s,
+                      absl::DeadlineExceededError(StrCat(
+                          "stalled: the client read nothing for ",
+                          Seconds(now - *s.congested_since), " s, more than the stall budget of ",
+                          std::chrono::duration<double>(options_.stall_timeout).count(),
+                          " s (--stall-timeout); the session's slot was freed")));
   return true;
 }
 
@@ -237,8 +234,7 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
 
   std::vector<absl::Status> errors(batch.size());
   try {
-    RunSamplerStep(dit_, samplers,
-                   [&](int64_t layer) { CheckFaults(batch, phases, layer); });
+    RunSamplerStep(dit_, samplers, [&](int64_t layer) { CheckFaults(batch, phases, layer); });
   } catch (...) {
     const absl::Status batch_error = StatusFromCurrentException("DiT forward");
     if (options_.after_failure) options_.after_failure();
@@ -247,8 +243,8 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
     } else {
       // Isolation: the failed step changed nothing, so each session retries alone and only
       // the ones that fail again end.
-      spdlog::warn("batched forward of {} sessions failed ({}); retrying one by one",
-                   batch.size(), batch_error.ToString());
+      spdlog::warn("batched forward of {} sessions failed ({}); retrying one by one", batch.size(),
+                   batch_error.ToString());
       for (size_t i = 0; i < batch.size(); ++i) {
         try {
           SamplerSession* one[] = {samplers[i]};
@@ -285,8 +281,8 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
     }
     s.block_dit_seconds[before[i].block] += seconds;
     if (before[i].phase != SamplerSession::Phase::kRecache) {
-      const int step = before[i].phase == SamplerSession::Phase::kCachePass ? num_steps
-                                                                             : before[i].step + 1;
+      const int step =
+          before[i].phase == SamplerSession::Phase::kCachePass ? num_steps : before[i].step + 1;
       s.events->Progress(before[i].block, step, num_steps);
       lock.Notify(s.events);
     }

@@ -72,7 +72,7 @@ TEST(EngineFaults, AFaultBetweenLayersOfABatchedCachePassLeavesTheOthersByteIden
     ASSERT_TRUE(sinks[i]->status.ok()) << i << ": " << sinks[i]->status;
     EXPECT_EQ(sinks[i]->Video(), solo[i]) << "session " << i;
   }
-  const EngineStats after = engine->Stats();
+  const EngineStats after = IdleStats(*engine);
   EXPECT_GT(after.forward_items - before.forward_items, after.forwards - before.forwards)
       << "the sessions were never batched";
   EXPECT_EQ(after.failed - before.failed, 1u);
@@ -143,7 +143,7 @@ TEST(EngineBounds, AClientThatReadsNothingEndsAfterTheStallBudgetAndFreesItsSlot
     EXPECT_EQ(s->status.code(), absl::StatusCode::kDeadlineExceeded) << s->status;
     EXPECT_THAT(s->status.message(), HasSubstr("--stall-timeout"));
   }
-  EXPECT_EQ(engine->Stats().slot_bytes_in_use, 0);
+  EXPECT_EQ(IdleStats(*engine).slot_bytes_in_use, 0);
 }
 
 // 2,000 switches before block 0 starts: every one is acknowledged in order, only the latest
@@ -209,10 +209,15 @@ TEST(EngineRaces, AcksComeInCommandOrderWithRefusalsInPlace) {
   ASSERT_TRUE(sink->WaitDone());
   ASSERT_TRUE(sink->status.ok()) << sink->status;
   const auto acks = sink->Acks();
-  const std::vector<std::pair<uint64_t, C>> expected = {
-      {1, C::kOk},           {2, C::kInvalidArgument}, {3, C::kOk},
-      {4, C::kInvalidArgument}, {4, C::kInvalidArgument}, {2, C::kInvalidArgument},
-      {5, C::kOk},           {6, C::kFailedPrecondition}, {7, C::kFailedPrecondition}};
+  const std::vector<std::pair<uint64_t, C>> expected = {{1, C::kOk},
+                                                        {2, C::kInvalidArgument},
+                                                        {3, C::kOk},
+                                                        {4, C::kInvalidArgument},
+                                                        {4, C::kInvalidArgument},
+                                                        {2, C::kInvalidArgument},
+                                                        {5, C::kOk},
+                                                        {6, C::kFailedPrecondition},
+                                                        {7, C::kFailedPrecondition}};
   ASSERT_EQ(acks.size(), expected.size());
   for (size_t i = 0; i < acks.size(); ++i) {
     EXPECT_EQ(acks[i].command_id, expected[i].first) << i;
@@ -302,10 +307,11 @@ TEST(EnginePolicy, EachCostCapNamesTheFlagThatSetsIt) {
     std::string field, flag;
   };
   const std::vector<Case> cases = {
-      {[](SessionSpec& s) { s.timesteps = {1000, 960, 889, 727, 500}; }, "timesteps",
-       "--max-steps"},
-      {[](SessionSpec& s) { s.num_cached_blocks = 3; }, "num_cached_blocks",
-       "--max-cached-blocks"},
+      {[](SessionSpec& s) {
+         s.timesteps = {1000, 960, 889, 727, 500};
+       },
+       "timesteps", "--max-steps"},
+      {[](SessionSpec& s) { s.num_cached_blocks = 3; }, "num_cached_blocks", "--max-cached-blocks"},
       {[](SessionSpec& s) { s.width = 80; }, "width", "--max-pixels"},
       {[](SessionSpec& s) { s.encode.preset = "placebo"; }, "output.preset", "--allowed-presets"},
       {[](SessionSpec& s) { s.encode.crf = 1; }, "output.crf", "--min-crf"},

@@ -50,7 +50,7 @@ TEST(Engine, StreamsTheInitSegmentThenOneChunkPerBlock) {
   EXPECT_EQ(sink->stats.blocks, 2);
   EXPECT_GT(sink->stats.generation_fps, 0);
   EXPECT_EQ(sink->stats.block_timings.size(), 2u);
-  const EngineStats stats = engine->Stats();
+  const EngineStats stats = IdleStats(*engine);
   EXPECT_EQ(stats.completed, 1u);
   EXPECT_EQ(stats.running, 0);
   EXPECT_EQ(stats.slot_bytes_in_use, 0);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "engine/api/engine.h"
 #include "engine/common/fault_injection.h"
@@ -21,6 +22,8 @@ inline EngineConfig TinyConfig() {
   c.queue_size = 4;
   c.encoder_threads = 1;  // deterministic bytes
   c.seed_base = 1234;
+  // Tests hold sessions congested on purpose; only the stall test uses a short budget.
+  c.stall_timeout = std::chrono::seconds(300);
   return c;
 }
 
@@ -35,12 +38,13 @@ inline SessionSpec Spec(int num_frames = 81, uint64_t seed = 7) {
 }
 
 inline absl::StatusOr<CommandAck> Switch(Engine& engine, SessionId id, uint64_t command_id,
-                                  std::string prompt,
-                                  PromptSwitchMode mode = PromptSwitchMode::kImmediate) {
-  return engine.Command(id, command_id, SessionCommand(SwitchPromptCommand{std::move(prompt), mode}));
+                                         std::string prompt,
+                                         PromptSwitchMode mode = PromptSwitchMode::kImmediate) {
+  return engine.Command(id, command_id,
+                        SessionCommand(SwitchPromptCommand{std::move(prompt), mode}));
 }
 inline absl::StatusOr<CommandAck> Extend(Engine& engine, SessionId id, uint64_t command_id,
-                                  int num_frames) {
+                                         int num_frames) {
   return engine.Command(id, command_id, SessionCommand(ExtendCommand{num_frames}));
 }
 inline absl::StatusOr<CommandAck> Stop(Engine& engine, SessionId id, uint64_t command_id) {
@@ -51,6 +55,17 @@ inline std::unique_ptr<Engine> MakeEngine(EngineConfig config = TinyConfig()) {
   auto engine = CreateEngine(config);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return engine.ok() ? std::move(*engine) : nullptr;
+}
+
+// Stats once every ended session's memory and slot are released (the runner does it just
+// after the terminal event); waits up to 30 s.
+inline EngineStats IdleStats(Engine& engine) {
+  EngineStats stats = engine.Stats();
+  for (int i = 0; i < 3000 && (stats.running > 0 || stats.slot_bytes_in_use > 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    stats = engine.Stats();
+  }
+  return stats;
 }
 
 // Disarms every fault injection point when a test ends, pass or fail.

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -50,6 +51,21 @@ std::vector<std::string> FakeFlags(std::vector<std::string> extra = {}) {
   f.insert(f.end(), extra.begin(), extra.end());
   return f;
 }
+
+#ifdef LONGSANA_HAVE_ENGINE
+// Starts longsana-server (the real engine) on the tiny checkpoint and waits until it serves.
+RunningServer StartTinyServer(std::vector<std::string> extra, const TempDir& dir) {
+  std::vector<std::string> flags = {"--model-dir=" + TinyModelDir(), "--device=cpu",
+                                    "--threads=2", "--caption-len=24"};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  RunningServer s = StartServerProcess("longsana-server", flags, dir);
+  if (s.process != nullptr) {
+    EXPECT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 300s))
+        << ReadFile(dir.File("server.log"));
+  }
+  return s;
+}
+#endif
 
 TEST(ServerProcess, LoadingServingThenSigtermDrainsTheRunningSessionAndExitsZero) {
   TempDir dir;
@@ -239,14 +255,9 @@ TEST(E2E, RealServerAndCliOnTheTinyModel) {
   GTEST_SKIP() << "longsana-server is not built (no longsana_engine target yet)";
 #else
   TempDir dir;
-  RunningServer s = StartServerProcess(
-      "longsana-server",
-      {"--model-dir=" + TinyModelDir(), "--device=cpu", "--threads=2", "--caption-len=24",
-       "--max-frames=161", "--max-sessions=2", "--drain-timeout=60"},
-      dir);
+  RunningServer s = StartTinyServer({"--max-frames=161", "--max-sessions=2", "--drain-timeout=60"},
+                                    dir);
   ASSERT_NE(s.process, nullptr);
-  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 300s))
-      << ReadFile(dir.File("server.log"));
   const std::string out = dir.File("tiny.mp4");
   int code = -1;
   const std::string text = Cli(fmt::format("generate 'a red kite over green hills' -o '{}' "
@@ -263,6 +274,57 @@ TEST(E2E, RealServerAndCliOnTheTinyModel) {
   EXPECT_EQ(probe->frames, 41);
   s.process->Signal(SIGTERM);
   EXPECT_EQ(*s.process->Wait(60s), 0) << ReadFile(dir.File("server.log"));
+#endif
+}
+
+// SIGTERM with a 320x320 session decoding and another queued, on the real engine: the queued
+// one is handed back at once with UNAVAILABLE, the running one ends by the drain timeout,
+// and the process exits 0 within drain + grace + 5 s.
+TEST(ServerProcess, RealEngineSigtermIsBoundedWithRunningAndQueuedSessions) {
+#ifndef LONGSANA_HAVE_ENGINE
+  GTEST_SKIP() << "longsana-server is not built";
+#else
+  TempDir dir;
+  RunningServer s =
+      StartTinyServer({"--max-sessions=1", "--drain-timeout=2", "--shutdown-grace=1"}, dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  auto stub = v1::LongSana::NewStub(channel);
+  v1::GenerateRequest big = SmallRequest(961);
+  big.set_width(320);
+  big.set_height(320);
+  grpc::ClientContext running_context, queued_context;
+  auto running = stub->Generate(&running_context, big);
+  v1::GenerateEvent e;
+  while (running->Read(&e) && !e.has_chunk()) {
+  }
+  auto queued = stub->Generate(&queued_context, SmallRequest(81));
+  while (queued->Read(&e) && !e.has_accepted()) {
+  }
+  ASSERT_EQ(e.accepted().queue_position(), 1u);
+
+  const auto sigterm = std::chrono::steady_clock::now();
+  s.process->Signal(SIGTERM);
+  while (queued->Read(&e)) {
+  }
+  const grpc::Status queued_status = queued->Finish();
+  const double handed_back = std::chrono::duration<double>(
+      std::chrono::steady_clock::now() - sigterm).count();
+  EXPECT_EQ(queued_status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << queued_status.error_message();
+  while (running->Read(&e)) {
+  }
+  const grpc::Status running_status = running->Finish();
+  EXPECT_EQ(running_status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << running_status.error_message();
+  auto code = s.process->Wait(2s + 1s + 5s);
+  const double exited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - sigterm).count();
+  ASSERT_TRUE(code.ok()) << "no exit within drain + grace + 5 s: " << code.status() << "\n"
+                         << ReadFile(dir.File("server.log"));
+  EXPECT_EQ(*code, 0) << ReadFile(dir.File("server.log"));
+  std::printf("SIGTERM -> queued session handed back %.2f s, process exit %.2f s\n",
+              handed_back, exited);
 #endif
 }
 
