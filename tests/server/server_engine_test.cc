@@ -180,5 +180,56 @@ TEST_F(ServerEngineTest, SessionExtendRightAfterStartAddsExactlyTheRequestedFram
   EXPECT_EQ(probe->frames, 241);
 }
 
+// --max-sessions 2 and four clients that stop reading after Accepted: once their outboxes
+// are full, the stall budget ends each of them with DEADLINE_EXCEEDED and frees its slot,
+// and a normal client queued behind them completes.
+TEST(ServerEngineBounds, ClientsThatStopReadingAreEndedAndANormalClientCompletes) {
+  engine::EngineConfig config;
+  config.model_dir = TinyModelDir();
+  config.caption_len = 24;
+  config.max_sessions = 2;
+  config.queue_size = 8;
+  config.stall_timeout = 1s;
+  config.policy.min_crf = 1;
+  auto engine = engine::CreateEngine(config);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  server::ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.outbox_chunks = 2;
+  auto server = server::Server::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->SetEngine(std::shared_ptr<engine::Engine>(std::move(*engine)));
+  auto stub = v1::LongSana::NewStub(MakeChannel((*server)->address()));
+  // The clients that stop reading advertise a small HTTP/2 window (no BDP growth), so
+  // unread chunks stay in the server's outbox instead of the transport's buffers.
+  grpc::ChannelArguments small_window;
+  small_window.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  small_window.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
+  auto stuck_stub = v1::LongSana::NewStub(MakeChannel((*server)->address(), small_window));
+
+  v1::GenerateRequest big = SmallRequest(481);  // 12 blocks
+  big.set_width(128);
+  big.set_height(128);
+  big.mutable_output()->set_crf(1);  // near-lossless: large chunks
+  std::vector<std::unique_ptr<OpenStream>> stuck;
+  for (int i = 0; i < 4; ++i) {
+    big.set_seed(100 + i);
+    stuck.push_back(std::make_unique<OpenStream>(*stuck_stub, big));
+    ASSERT_TRUE(stuck.back()->ReadUntil([](const auto& e) { return e.has_accepted(); }))
+        << stuck.back()->Finish().error_message();
+  }
+  const StreamResult normal = RunGenerate(*stub, SmallRequest(41), 300s);
+  EXPECT_TRUE(normal.status.ok()) << normal.status.error_message();
+  ASSERT_TRUE(normal.completed().has_value());
+  EXPECT_EQ(normal.completed()->frames(), 41u);
+  for (auto& s : stuck) {
+    const grpc::Status status = s->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+    EXPECT_NE(status.error_message().find("--stall-timeout"), std::string::npos)
+        << status.error_message();
+  }
+  (*server)->Shutdown(5s);
+}
+
 }  // namespace
 }  // namespace longsana::testing

@@ -61,33 +61,6 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<v1::LongSana::Stub> stub_;
 };
 
-// A Generate call read incrementally from the test thread.
-struct OpenStream {
-  OpenStream(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,
-             std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
-    if (timeout.has_value()) context.set_deadline(std::chrono::system_clock::now() + *timeout);
-    reader = stub.Generate(&context, request);
-  }
-  // Reads until an event satisfying `pred` (true) or the end of the stream (false).
-  bool ReadUntil(const std::function<bool(const v1::GenerateEvent&)>& pred) {
-    v1::GenerateEvent e;
-    while (reader->Read(&e)) {
-      events.push_back(e);
-      if (pred(e)) return true;
-    }
-    return false;
-  }
-  grpc::Status Finish() {
-    ReadUntil([](const v1::GenerateEvent&) { return false; });
-    return reader->Finish();
-  }
-  engine::SessionId id() const { return std::stoull(events.at(0).accepted().session_id()); }
-
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader;
-  std::vector<v1::GenerateEvent> events;
-};
-
 std::string WriteVideo(const TempDir& dir, const std::string& name, const std::string& bytes) {
   const std::string path = dir.File(name);
   WriteFile(path, bytes);

@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/api/engine.h"
 #include "longsana/v1/longsana.grpc.pb.h"
 
 namespace longsana::testing {
@@ -93,5 +95,32 @@ absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path);
 
 // Directory of the test binaries (where longsana-server, longsana land).
 std::string BinaryDir();
+
+// A Generate call read incrementally from the test thread.
+struct OpenStream {
+  OpenStream(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,
+             std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
+    if (timeout.has_value()) context.set_deadline(std::chrono::system_clock::now() + *timeout);
+    reader = stub.Generate(&context, request);
+  }
+  // Reads until an event satisfying `pred` (true) or the end of the stream (false).
+  bool ReadUntil(const std::function<bool(const v1::GenerateEvent&)>& pred) {
+    v1::GenerateEvent e;
+    while (reader->Read(&e)) {
+      events.push_back(e);
+      if (pred(e)) return true;
+    }
+    return false;
+  }
+  grpc::Status Finish() {
+    ReadUntil([](const v1::GenerateEvent&) { return false; });
+    return reader->Finish();
+  }
+  engine::SessionId id() const { return std::stoull(events.at(0).accepted().session_id()); }
+
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader;
+  std::vector<v1::GenerateEvent> events;
+};
 
 }  // namespace longsana::testing
