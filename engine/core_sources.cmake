@@ -4,6 +4,7 @@ set(LONGSANA_ENGINE_CORE_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/common/fault_injection.cc
   ${CMAKE_CURRENT_LIST_DIR}/common/json_fields.cc
   ${CMAKE_CURRENT_LIST_DIR}/common/mapped_file.cc
+  ${CMAKE_CURRENT_LIST_DIR}/common/request_checks.cc
   ${CMAKE_CURRENT_LIST_DIR}/loader/checkpoint.cc
   ${CMAKE_CURRENT_LIST_DIR}/loader/dtype.cc
   ${CMAKE_CURRENT_LIST_DIR}/loader/param_spec.cc

@@ -9,9 +9,8 @@
 namespace longsana::server {
 namespace {
 
-constexpr std::array<std::string_view, 10> kX264Presets = {
-    "ultrafast", "superfast", "veryfast", "faster",   "fast",
-    "medium",    "slow",      "slower",   "veryslow", "placebo"};
+using engine::kMaxPromptBytes;
+using engine::kX264Presets;
 constexpr int64_t kMinBitrate = 10'000;
 constexpr int64_t kMaxBitrate = 1'000'000'000;
 
@@ -149,8 +148,7 @@ RequestLimits RequestLimits::FromModelInfo(const engine::ModelInfo& info) {
 }
 
 int64_t NumBlocks(int num_frames, int block_latent_frames) {
-  const int64_t latent = (num_frames - 1) / kVideoFramesPerLatentFrame + 1;
-  return std::max<int64_t>(1, latent / block_latent_frames);
+  return std::max<int64_t>(1, engine::NumBlocks(num_frames, block_latent_frames));
 }
 
 int64_t FramesForDuration(double seconds, int fps) {
@@ -160,53 +158,8 @@ int64_t FramesForDuration(double seconds, int fps) {
   return 1 + kVideoFramesPerLatentFrame * k;
 }
 
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int extra = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;  // truncated sequence
-    for (int k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong encodings, UTF-16 surrogates and values beyond U+10FFFF are invalid.
-    if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
 absl::Status ValidatePrompt(std::string_view field, std::string_view prompt) {
-  if (prompt.size() > kMaxPromptBytes) {
-    return Bad(field,
-               fmt::format("{} bytes; at most {} bytes (16 KiB)", prompt.size(), kMaxPromptBytes));
-  }
-  if (!IsValidUtf8(prompt)) return Bad(field, "is not valid UTF-8");
-  bool blank = true;
-  for (char c : prompt) blank = blank && (c == ' ' || c == '\t' || c == '\n' || c == '\r');
-  if (blank) return Bad(field, "is empty; a non-empty text prompt is required");
-  return absl::OkStatus();
+  return engine::ValidatePrompt(field, prompt);
 }
 
 absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& request,

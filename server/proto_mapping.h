@@ -19,7 +19,7 @@ namespace longsana::server {
 
 namespace v1 = ::longsana::v1;
 
-inline constexpr size_t kMaxPromptBytes = 16 * 1024;
+using engine::kMaxPromptBytes;
 inline constexpr int kMaxDenoisingSteps = 50;
 inline constexpr int kMaxTimelineSegments = 1024;
 inline constexpr int kMinPriority = -1000;
@@ -54,9 +54,9 @@ int64_t FramesForDuration(double seconds, int fps);
 absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& request,
                                                   const RequestLimits& limits, bool interactive);
 
-// A prompt: non-empty (not only whitespace), at most kMaxPromptBytes, valid UTF-8.
+// engine::ValidatePrompt (the one prompt check): non-empty (not only whitespace), at most
+// kMaxPromptBytes, valid UTF-8.
 absl::Status ValidatePrompt(std::string_view field, std::string_view prompt);
-bool IsValidUtf8(std::string_view text);
 
 // Session commands (after `start`): the values the server can check without the engine.
 absl::Status ValidateSwitchPrompt(const v1::SwitchPrompt& command);

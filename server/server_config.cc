@@ -147,13 +147,13 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view field, std::string_view t
   auto number = ParseScaledNumber(field, text, "a byte size (e.g. 8G, 512M, 1073741824)");
   if (!number.ok()) return number.status();
   const double value = number->value;
-  std::string suffix = std::move(number->suffix);
+  std::string_view suffix = number->suffix;
   if (suffix.ends_with("ib"))
-    suffix.resize(suffix.size() - 2);
+    suffix.remove_suffix(2);
   else if (suffix.size() == 2 && suffix.back() == 'b')
-    suffix.resize(1);
+    suffix.remove_suffix(1);
   else if (suffix == "b")
-    suffix.clear();
+    suffix = {};
   double scale = 1;
   if (suffix.empty())
     scale = 1;

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/common/request_checks.h"  // part of the API: the shared request checks
 
 namespace longsana::engine {
 

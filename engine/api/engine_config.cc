@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "engine/common/request_checks.h"
+
 namespace longsana::engine {
 namespace {
 
@@ -47,9 +49,6 @@ absl::Status EngineConfig::Validate() const {
 }
 
 absl::Status SessionPolicy::Validate() const {
-  static constexpr const char* kPresets[] = {"ultrafast", "superfast", "veryfast", "faster",
-                                             "fast",      "medium",    "slow",     "slower",
-                                             "veryslow",  "placebo"};
   if (max_steps < 1 || max_steps > 1000) return Bad("max_steps", "must be in [1, 1000]");
   if (max_cached_blocks < 1 || max_cached_blocks > 1024) {
     return Bad("max_cached_blocks", "must be in [1, 1024]");
@@ -57,9 +56,7 @@ absl::Status SessionPolicy::Validate() const {
   if (max_pixels < 16 * 16) return Bad("max_pixels", "must be at least 256 (16 x 16)");
   if (presets.empty()) return Bad("allowed_presets", "must name at least one x264 preset");
   for (const std::string& preset : presets) {
-    bool known = false;
-    for (const char* p : kPresets) known = known || preset == p;
-    if (!known) {
+    if (!IsX264Preset(preset)) {
       return Bad("allowed_presets", "unknown x264 preset \"" + preset +
                                         "\" (ultrafast, superfast, veryfast, faster, fast, "
                                         "medium, slow, slower, veryslow, placebo)");

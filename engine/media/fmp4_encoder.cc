@@ -25,12 +25,11 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "engine/common/request_checks.h"
+
 namespace longsana::engine {
 namespace {
 
-constexpr std::array<std::string_view, 10> kX264Presets = {
-    "ultrafast", "superfast", "veryfast", "faster",   "fast",
-    "medium",    "slow",      "slower",   "veryslow", "placebo"};
 constexpr std::array<std::string_view, 3> kH264Profiles = {"baseline", "main", "high"};
 constexpr int kAvioBufferSize = 64 * 1024;
 

@@ -16,7 +16,7 @@
 #include "engine/models/wan_vae/wan_vae_params.h"
 #include "engine/runner/status_from_exception.h"
 #include "engine/sampler/sampler_options.h"
-#include "engine/text/utf8.h"
+#include "engine/common/request_checks.h"
 #if LONGSANA_TORCH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -24,19 +24,8 @@
 namespace longsana::engine {
 namespace {
 
-constexpr int kMaxPromptBytes = 16 * 1024;
-
 absl::Status Bad(std::string_view field, const std::string& what) {
   return absl::InvalidArgumentError(StrCat(field, ": ", what));
-}
-
-absl::Status CheckPrompt(std::string_view field, std::string_view prompt) {
-  if (prompt.empty()) return Bad(field, "must not be empty");
-  if (prompt.size() > kMaxPromptBytes) {
-    return Bad(field, StrCat("at most ", kMaxPromptBytes, " bytes, got ", prompt.size()));
-  }
-  if (!IsValidUtf8(prompt)) return Bad(field, "must be valid UTF-8");
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -225,7 +214,7 @@ void EngineImpl::MarkUnhealthyIfDeviceBroken() {
 
 absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   const SessionPolicy& policy = config_.policy;
-  LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt", spec.prompt));
+  LONGSANA_RETURN_IF_ERROR(ValidatePrompt("prompt", spec.prompt));
   for (auto [field, value] :
        {std::pair<std::string_view, int>{"width", spec.width}, {"height", spec.height}}) {
     if (value % 16 != 0 || value < config_.min_dimension || value > config_.max_dimension) {
@@ -271,7 +260,7 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
                  StrCat("blocks must be strictly increasing in [1, ", blocks - 1,
                         "] (this video has ", blocks, " blocks), got ", change.block));
     }
-    LONGSANA_RETURN_IF_ERROR(CheckPrompt("prompt_timeline.prompt", change.prompt));
+    LONGSANA_RETURN_IF_ERROR(ValidatePrompt("prompt_timeline.prompt", change.prompt));
     previous = change.block;
   }
   const EncodeOptions& enc = spec.encode;
@@ -442,7 +431,7 @@ absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id
 absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock& lock,
                                                           const std::shared_ptr<Session>& s,
                                                           SwitchPromptCommand command) {
-  LONGSANA_RETURN_IF_ERROR(CheckPrompt("switch_prompt.prompt", command.prompt));
+  LONGSANA_RETURN_IF_ERROR(ValidatePrompt("switch_prompt.prompt", command.prompt));
   if (command.mode == PromptSwitchMode::kRecache && !s->spec.interactive) {
     return Bad("switch_prompt.mode", "RECACHE needs an interactive (Session) stream");
   }

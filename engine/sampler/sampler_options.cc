@@ -34,18 +34,4 @@ absl::Status SamplerOptions::Validate() const {
   return absl::OkStatus();
 }
 
-std::vector<int64_t> BlockBoundaries(int64_t latent_frames, int64_t block_frames) {
-  std::vector<int64_t> b = {0};
-  if (latent_frames <= 0) return b;
-  if (latent_frames < block_frames) {
-    b.push_back(latent_frames);
-    return b;
-  }
-  const int64_t remainder = latent_frames % block_frames;
-  for (int64_t end = block_frames + remainder; end <= latent_frames; end += block_frames) {
-    b.push_back(end);
-  }
-  return b;
-}
-
 }  // namespace longsana::engine

@@ -1,6 +1,8 @@
 // Settings of the LongLive flow-Euler sampler (model.md §7).
 #pragma once
 
+#include "engine/common/request_checks.h"  // BlockBoundaries
+
 #include <cstdint>
 #include <vector>
 
@@ -25,8 +27,6 @@ struct SamplerOptions {
   absl::Status Validate() const;
 };
 
-// Block boundaries [0, b1, ..., T] for T latent frames: the first block takes
-// block_frames + T mod block_frames frames (model.md §7.2); T < block_frames gives one block.
-std::vector<int64_t> BlockBoundaries(int64_t latent_frames, int64_t block_frames);
+
 
 }  // namespace longsana::engine

@@ -5,7 +5,7 @@
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
 #include "engine/text/tokenizer.h"
-#include "engine/text/utf8.h"
+#include "engine/common/utf8.h"
 
 namespace longsana::engine {
 

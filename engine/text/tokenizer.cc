@@ -4,7 +4,7 @@
 
 #include "engine/common/str_util.h"
 #include "engine/text/sentencepiece_model.h"
-#include "engine/text/utf8.h"
+#include "engine/common/utf8.h"
 
 namespace longsana::engine {
 namespace fs = std::filesystem;

@@ -255,7 +255,9 @@ TEST(EngineRaces, ExtendRacingCompletionIsEitherAckedAndHonouredOrNotFound) {
       EXPECT_TRUE(acks.empty());
       EXPECT_EQ(sink->stats.frames, 81);
     }
-    if (at_block == 1) EXPECT_EQ(code, absl::StatusCode::kNotFound);  // after the last chunk
+    if (at_block == 1) {
+      EXPECT_EQ(code, absl::StatusCode::kNotFound);  // after the last chunk
+    }
   }
 }
 

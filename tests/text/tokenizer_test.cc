@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "engine/text/prompt.h"
-#include "engine/text/utf8.h"
+#include "engine/common/utf8.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/temp_dir.h"
 #include "tests/common/testdata.h"
