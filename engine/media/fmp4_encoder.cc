@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <cerrno>
 #include <cstdint>
 #include <string_view>
@@ -32,6 +33,7 @@ namespace {
 
 constexpr std::array<std::string_view, 3> kH264Profiles = {"baseline", "main", "high"};
 constexpr int kAvioBufferSize = 64 * 1024;
+constexpr size_t kSourcePadding = 64;  // bytes after a source frame that swscale may read
 
 template <size_t N>
 bool Contains(const std::array<std::string_view, N>& values, std::string_view value) {
@@ -299,13 +301,17 @@ absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlockImpl(std::span<const uin
                                                              int num_frames) {
   const int64_t first_frame = next_frame_;
   const size_t frame_bytes = static_cast<size_t>(settings_.height) * settings_.width * 3;
+  padded_rgb_.resize(frame_bytes + kSourcePadding);
   const int rgb_stride = settings_.width * 3;
   int packets_in_block = 0;
   for (int i = 0; i < num_frames; ++i) {
     // The encoder may still reference the previous frame's buffers; get private ones if so.
     int ret = av_frame_make_writable(frame_.get());
     if (ret < 0) return FfmpegError(ret, "av_frame_make_writable");
-    const uint8_t* src[1] = {rgb.data() + frame_bytes * i};
+    // swscale's SIMD paths read up to a vector past the end of the source; the caller's
+    // frames have no padding, so each frame is copied into a padded buffer first.
+    std::memcpy(padded_rgb_.data(), rgb.data() + frame_bytes * i, frame_bytes);
+    const uint8_t* src[1] = {padded_rgb_.data()};
     const int src_stride[1] = {rgb_stride};
     ret = sws_scale(rgb_to_yuv_.get(), src, src_stride, 0, settings_.height, frame_->data,
                     frame_->linesize);

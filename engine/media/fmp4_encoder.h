@@ -29,6 +29,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -132,6 +133,7 @@ class Fmp4Encoder {
   AvFramePtr frame_;  // the yuv420p frame handed to the encoder, reused per frame
   AvPacketPtr packet_;
   SwsContextPtr rgb_to_yuv_;
+  std::vector<uint8_t> padded_rgb_;  // one source frame plus the padding swscale over-reads
   AVStream* stream_ = nullptr;  // owned by muxer_
 
   std::string init_segment_;
