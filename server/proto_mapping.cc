@@ -147,10 +147,6 @@ RequestLimits RequestLimits::FromModelInfo(const engine::ModelInfo& info) {
   return l;
 }
 
-int64_t NumBlocks(int num_frames, int block_latent_frames) {
-  return std::max<int64_t>(1, engine::NumBlocks(num_frames, block_latent_frames));
-}
-
 int64_t FramesForDuration(double seconds, int fps) {
   const double raw = std::round(seconds * fps);
   if (raw > 1e9) return static_cast<int64_t>(1e9);
@@ -158,9 +154,6 @@ int64_t FramesForDuration(double seconds, int fps) {
   return 1 + kVideoFramesPerLatentFrame * k;
 }
 
-absl::Status ValidatePrompt(std::string_view field, std::string_view prompt) {
-  return engine::ValidatePrompt(field, prompt);
-}
 
 absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& request,
                                                   const RequestLimits& limits, bool interactive) {

@@ -40,10 +40,9 @@ struct RequestLimits {
   static RequestLimits FromModelInfo(const engine::ModelInfo& info);
 };
 
-// Number of blocks of a video of `num_frames` (1 + 4k) frames: latent frames
-// T = (num_frames - 1) / 4 + 1 split into blocks of `block_latent_frames`, the first block
-// taking the remainder; at least 1.
-int64_t NumBlocks(int num_frames, int block_latent_frames);
+// The one block partition and prompt check (engine/common/request_checks.h).
+using engine::NumBlocks;
+using engine::ValidatePrompt;
 
 // round(fps * seconds) + 1 rounded to the nearest 1 + 4k (ties up).
 int64_t FramesForDuration(double seconds, int fps);
@@ -53,10 +52,6 @@ int64_t FramesForDuration(double seconds, int fps);
 // `interactive` is set for Session streams. InvalidArgument naming the field otherwise.
 absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& request,
                                                   const RequestLimits& limits, bool interactive);
-
-// engine::ValidatePrompt (the one prompt check): non-empty (not only whitespace), at most
-// kMaxPromptBytes, valid UTF-8.
-absl::Status ValidatePrompt(std::string_view field, std::string_view prompt);
 
 // Session commands (after `start`): the values the server can check without the engine.
 absl::Status ValidateSwitchPrompt(const v1::SwitchPrompt& command);

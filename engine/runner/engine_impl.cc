@@ -16,7 +16,6 @@
 #include "engine/models/wan_vae/wan_vae_params.h"
 #include "engine/runner/status_from_exception.h"
 #include "engine/sampler/sampler_options.h"
-#include "engine/common/request_checks.h"
 #if LONGSANA_TORCH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -80,6 +79,8 @@ void EngineImpl::Start() {
     }
   }
 #endif
+  auto default_bytes = SlotBytes(SessionSpec{});
+  default_slot_bytes_ = default_bytes.ok() ? *default_bytes : 0;
   {
     SessionRegistry::Lock lock(registry_);
     registry_.scheduler().set_memory_budget(budget);
@@ -512,13 +513,12 @@ absl::StatusOr<CommandAck> EngineImpl::StopLocked(Session& s) {
 // Introspection and drain
 
 EngineStats EngineImpl::Stats() const {
-  auto bytes = SlotBytes(SessionSpec{});
   SessionRegistry::Lock lock(registry_);
   EngineStats st = registry_.counters();
   const Scheduler& scheduler = registry_.scheduler();
   st.running = scheduler.running();
   st.queued = scheduler.queued();
-  st.admissible = registry_.draining ? 0 : scheduler.Admissible(bytes.ok() ? *bytes : 0);
+  st.admissible = registry_.draining ? 0 : scheduler.Admissible(default_slot_bytes_);
   st.max_sessions = config_.max_sessions;
   st.slot_bytes_in_use = scheduler.bytes_in_use();
   st.memory_budget_bytes = scheduler.limits().memory_budget_bytes;

@@ -76,6 +76,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<TextWorker> text_worker_;
   std::unique_ptr<MediaPipeline> media_;
   std::unique_ptr<Runner> runner_;
+  int64_t default_slot_bytes_ = 0;  // a default request's slot, for Stats().admissible
   uint64_t seed_counter_ = 0;       // registry lock
   uint64_t switch_generation_ = 0;  // registry lock
   std::atomic<bool> healthy_{true};

@@ -19,15 +19,22 @@ namespace {
 constexpr int64_t kMaxMediaBacklogBlocks = 2;  // the DiT may run this many blocks ahead
 constexpr auto kIdleWait = std::chrono::milliseconds(20);
 
+// Where a batch member's sampler stood before the forward.
+struct Before {
+  int64_t block;
+  int step;
+  SamplerSession::Phase phase;
+};
+
 // Throws, after the first layer, for a batch holding a session whose forward a test armed
 // to fail (the production path after the throw is the real one).
 void CheckFaults(std::span<const std::shared_ptr<Session>> sessions,
-                 std::span<const SamplerSession::Phase> phases, int64_t layer) {
+                 std::span<const Before> before, int64_t layer) {
   if (layer != 0) return;
   for (size_t i = 0; i < sessions.size(); ++i) {
     const SessionId id = sessions[i]->id;
     const bool fault = fault_injection::Armed(fault_injection::kDitForward, id) ||
-                       (phases[i] == SamplerSession::Phase::kCachePass &&
+                       (before[i].phase == SamplerSession::Phase::kCachePass &&
                         fault_injection::Armed(fault_injection::kDitCachePass, id));
     TORCH_CHECK(!fault, "injected fault after layer 0 of the DiT forward of session ", id);
   }
@@ -219,22 +226,15 @@ void Runner::Loop() {
 void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
   const auto t0 = Clock::now();
   std::vector<SamplerSession*> samplers;
-  struct Before {
-    int64_t block;
-    int step;
-    SamplerSession::Phase phase;
-  };
   std::vector<Before> before;
-  std::vector<SamplerSession::Phase> phases;
   for (const auto& s : batch) {
     samplers.push_back(s->sampler.get());
     before.push_back({s->sampler->block(), s->sampler->step(), s->sampler->phase()});
-    phases.push_back(s->sampler->phase());
   }
 
   std::vector<absl::Status> errors(batch.size());
   try {
-    RunSamplerStep(dit_, samplers, [&](int64_t layer) { CheckFaults(batch, phases, layer); });
+    RunSamplerStep(dit_, samplers, [&](int64_t layer) { CheckFaults(batch, before, layer); });
   } catch (...) {
     const absl::Status batch_error = StatusFromCurrentException("DiT forward");
     if (options_.after_failure) options_.after_failure();
@@ -249,7 +249,7 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
         try {
           SamplerSession* one[] = {samplers[i]};
           RunSamplerStep(dit_, one, [&](int64_t layer) {
-            CheckFaults(std::span(batch).subspan(i, 1), std::span(phases).subspan(i, 1), layer);
+            CheckFaults(std::span(batch).subspan(i, 1), std::span(before).subspan(i, 1), layer);
           });
         } catch (...) {
           errors[i] = StatusFromCurrentException("DiT forward");
