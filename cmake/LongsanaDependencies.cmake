@@ -26,6 +26,11 @@ if(LONGSANA_BUILD_SERVER)
   find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
   find_package(PkgConfig REQUIRED)
   pkg_check_modules(FFMPEG REQUIRED IMPORTED_TARGET libavcodec libavformat libavutil libswscale)
+  # Boost.Beast (header-only) for the HTTP port, yaml-cpp for --config, OpenSSL's libcrypto
+  # for token digests.
+  find_package(Boost 1.74 REQUIRED)
+  find_package(yaml-cpp REQUIRED)
+  find_package(OpenSSL REQUIRED)
 endif()
 
 if(LONGSANA_BUILD_TESTS)

@@ -16,12 +16,14 @@ build_pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libabsl-dev nlohmann-json3-dev libsentencepiece-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libx264-dev
+  libboost-dev libyaml-cpp-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   ffmpeg
 )
 test_pkgs=(
   clang libclang-rt-14-dev
   chromium
+  prometheus python3-grpcio python3-protobuf openssl curl
 )
 
 pkgs=("${build_pkgs[@]}")
