@@ -54,6 +54,17 @@ absl::StatusOr<ScaledNumber> ParseScaledNumber(std::string_view field, std::stri
 absl::Status ServerOptions::Validate() const {
   auto hp = ParseHostPort("listen", listen);
   if (!hp.ok()) return hp.status();
+  if (!http_listen.empty()) {
+    auto http = ParseHostPort("http_listen", http_listen);
+    if (!http.ok()) return http.status();
+  }
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return Bad(tls_cert_file.empty() ? "tls_cert" : "tls_key",
+               "TLS needs both --tls_cert and --tls_key");
+  }
+  if (!tls_client_ca_file.empty() && tls_cert_file.empty()) {
+    return Bad("tls_client_ca", "mTLS needs --tls_cert and --tls_key as well");
+  }
   if (drain_timeout.count() < 0 || drain_timeout > std::chrono::hours(24)) {
     return Bad("drain_timeout", "must be in [0 s, 24 h]");
   }
@@ -188,6 +199,13 @@ absl::StatusOr<LogLevel> ParseLogLevel(std::string_view field, std::string_view 
   if (s == "error") return LogLevel::kError;
   if (s == "off") return LogLevel::kOff;
   return Bad(field, fmt::format("'{}' is not one of trace, debug, info, warn, error, off", text));
+}
+
+absl::StatusOr<LogFormat> ParseLogFormat(std::string_view field, std::string_view text) {
+  const std::string s = Lower(text);
+  if (s == "text") return LogFormat::kText;
+  if (s == "json") return LogFormat::kJson;
+  return Bad(field, fmt::format("'{}' is not one of text, json", text));
 }
 
 absl::StatusOr<HostPort> ParseHostPort(std::string_view field, std::string_view text) {

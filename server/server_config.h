@@ -15,6 +15,8 @@
 namespace longsana::server {
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
+// One line per record: human-readable text, or one JSON object (see server/logging.h).
+enum class LogFormat { kText, kJson };
 
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free port (Server::port() reports it).
@@ -72,6 +74,19 @@ struct ServerOptions {
   // How often the engine's Healthy() is polled while serving.
   std::chrono::milliseconds health_poll_interval{1'000};
   LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kText;
+
+  // The HTTP port (metrics, probes, later the browser API); empty: no HTTP listener.
+  std::string http_listen = "0.0.0.0:8080";
+
+  // TLS for the gRPC port: PEM files. Cert and key together turn TLS on; a client CA as well
+  // turns on mTLS (clients must present a certificate it signed). All empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+
+  // Tenant tokens (YAML, see server/auth/tenants.h); empty: no authentication.
+  std::string auth_tokens_file;
 
   // InvalidArgument naming the field and the allowed values.
   absl::Status Validate() const;
@@ -97,6 +112,8 @@ absl::StatusOr<int64_t> ParseBitRate(std::string_view field, std::string_view te
 absl::StatusOr<engine::DeviceKind> ParseDevice(std::string_view field, std::string_view text);
 // "trace" | "debug" | "info" | "warn" | "error" | "off".
 absl::StatusOr<LogLevel> ParseLogLevel(std::string_view field, std::string_view text);
+// "text" | "json".
+absl::StatusOr<LogFormat> ParseLogFormat(std::string_view field, std::string_view text);
 
 // Splits "host:port" / "[v6]:port"; InvalidArgument naming `field` when malformed or the
 // port is not in [0, 65535].
