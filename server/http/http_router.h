@@ -1,0 +1,108 @@
+// The HTTP port's request/response types and its router: plain data and a lookup table, no
+// networking (the listener is http_server.h). Shared by /metrics, /healthz, /readyz and, later,
+// the browser API (serving.md §6).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace longsana::server::http {
+
+// One parsed request, as a handler sees it. Built by the server (or by ParseTarget in tests);
+// plain data, no invariants beyond those ParseTarget establishes.
+struct Request {
+  std::string method;  // "GET", as sent (methods are case-sensitive)
+  std::string target;  // "/v1/x?a=b", as sent
+  std::string path;    // "/v1/x": percent-decoded, always starts with '/'
+  std::string query;   // "a=b": raw, without the '?'
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in order
+  std::string body;
+  std::string peer;                                // "127.0.0.1:5555", "[::1]:5555"
+  std::map<std::string, std::string> path_params;  // filled by the router for "{name}" segments
+
+  // The first header named `lower_name` (give it lower-cased); repeated headers are not joined.
+  std::optional<std::string> Header(std::string_view lower_name) const;
+  // The first `name=value` pair of the query whose decoded name is `name`, its value
+  // percent-decoded with '+' as a space; "a" alone yields "". An invalid escape stays as written.
+  std::optional<std::string> QueryParam(std::string_view name) const;
+};
+
+// Splits a request-target into request.target/path/query. Accepts the origin form
+// ("/p?q") and the absolute form ("http://host/p?q", RFC 9112 §3.2.2). InvalidArgument for any
+// other form ("*", "host:port"), a bad percent escape in the path, or an escape that decodes to
+// '/' or NUL (a decoded path is routed by its '/', so "%2F" would change the segments).
+absl::Status ParseTarget(std::string_view target, Request& request);
+
+// One complete response; the server adds Content-Length, Server and Connection.
+struct Response {
+  int status = 200;  // 200..599; anything else is answered as a 500 (a handler bug)
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  // Extra headers. Content-Length, Transfer-Encoding and Connection belong to the server and
+  // are dropped here; Content-Type comes from content_type.
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static Response Text(int status, std::string body);
+  static Response Json(int status, std::string body);  // body must already be JSON
+  // {"error":{"code":<http status>,"status":"NOT_FOUND","message":"..."}} (JSON-escaped
+  // message). `status_name` is the canonical (gRPC) code name, as Google's JSON APIs write it.
+  static Response Error(int http_status, std::string_view status_name, std::string_view message);
+};
+
+// Runs on one of the server's io threads, which serve every connection: while a handler runs,
+// its thread serves nobody else. So a handler must be quick and must not block (no waiting on
+// the engine, no sleeping, no network); it may be called on several threads at once. An
+// exception it throws becomes a 500 (see Router::Dispatch).
+using Handler = std::function<Response(const Request&)>;
+
+// Method + path pattern -> handler. Built once before the server starts (Handle is not
+// thread-safe), then immutable and shared by all connections: Dispatch is const and safe to
+// call from any number of threads at once.
+//
+// Patterns are absolute paths split at '/': "/metrics", "/v1/sessions/{id}/watch". A segment
+// "{name}" matches exactly one non-empty segment and stores it (percent-decoded, from
+// Request::path) in path_params[name]. Where an exact segment and a parameter both fit, the
+// exact one wins; if the exact branch has no route for the rest of the path (or not for this
+// method), the parameter branch is tried. No trailing-slash folding: "/metrics/" is not
+// "/metrics".
+//
+// Streaming (issue 13) plugs in here without changing the table: a route will carry either
+// this Handler or a streaming handler (given a writer the connection drains chunk by chunk,
+// `Transfer-Encoding: chunked`, with the per-write progress timeout the connection already
+// applies) or a WebSocket handler (the connection hands its socket and the already-parsed
+// upgrade request to Beast's websocket stream). The server will look routes up by method and
+// path first, then act on the route's kind; Dispatch stays the path for plain responses.
+class Router {
+ public:
+  Router();
+  ~Router();
+  Router(Router&&) noexcept;
+  Router& operator=(Router&&) noexcept;
+
+  // `pattern` is an absolute path; a segment "{name}" matches one non-empty segment into
+  // path_params[name]. Exact segments win over parameters. GET routes also answer HEAD (no
+  // body; an explicit HEAD route wins). A malformed pattern ("", no leading '/', "{}", "{a",
+  // two parameter names at one position) or a second handler for the same method and pattern
+  // is a programming error: it aborts, naming the pattern.
+  void Handle(std::string method, std::string pattern, Handler handler);
+
+  // Fills request.path_params and runs the matching handler. Unknown path: 404 Error; known
+  // path, other method: 405 Error with an Allow header; a handler that throws: 500 Error
+  // (logged with method and path, never the query), never a crash. For HEAD the GET handler's
+  // response comes back whole; the server sends its headers only.
+  Response Dispatch(Request& request) const;
+
+ private:
+  struct Node;
+  std::unique_ptr<Node> root_;
+};
+
+}  // namespace longsana::server::http

@@ -1,0 +1,492 @@
+// The only translation unit that includes Boost.Beast/Asio (they cost seconds per TU).
+#include "server/http/http_server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <charconv>
+#include <iterator>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace longsana::server::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// After a closing response the server shuts its sending side and reads what the client still
+// sends, for a while, before closing: closing with unread input makes the kernel send a reset,
+// which can destroy the response (a 413 while the body is still coming) before the client reads
+// it.
+constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr size_t kLingerBytes = 256 * 1024;
+// Room in the read buffer beyond the header limit, so that an oversized header meets the
+// parser's limit (431) rather than a full buffer, and body bytes stream through in pieces.
+constexpr size_t kReadSlackBytes = 8 * 1024;
+constexpr size_t kIdleReadBytes = 1024;
+constexpr std::chrono::milliseconds kAcceptRetry{50};
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+absl::Status Bad(std::string_view field, std::string_view why) {
+  return absl::InvalidArgumentError(fmt::format("http {}: {}", field, why));
+}
+
+struct HostPort {
+  std::string host;  // without brackets
+  unsigned short port = 0;
+};
+
+// "host:port", "[v6]:port". (server_config's ParseHostPort lives in longsana_server_lib, which
+// links this library; this small copy avoids the cycle.)
+absl::StatusOr<HostPort> SplitHostPort(std::string_view text) {
+  HostPort out;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return Bad("listen", fmt::format("'{}' is not [ipv6]:port", text));
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return Bad("listen", fmt::format("'{}' is not host:port", text));
+    }
+    out.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  int port = -1;
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return Bad("listen", fmt::format("'{}' has no port in [0, 65535]", text));
+  }
+  out.port = static_cast<unsigned short>(port);
+  return out;
+}
+
+std::string FormatEndpoint(const tcp::endpoint& endpoint) {
+  const net::ip::address address = endpoint.address();
+  return address.is_v6() ? fmt::format("[{}]:{}", address.to_string(), endpoint.port())
+                         : fmt::format("{}:{}", address.to_string(), endpoint.port());
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A header a handler may set: a token name, a value without line breaks (no response
+// splitting), and not one of the headers the connection owns.
+bool IsSettableHeader(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    if (c <= ' ' || c >= 0x7f || c == ':') return false;
+  }
+  for (const char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  const std::string lower = Lower(name);
+  return lower != "content-length" && lower != "transfer-encoding" && lower != "connection" &&
+         lower != "content-type";
+}
+
+// What every connection reads; owned by the server, outlives the connections (the io_context,
+// and with it every connection, is destroyed first).
+struct Shared {
+  HttpServerOptions options;
+  std::shared_ptr<const Router> router;
+  std::atomic<int> connections{0};
+};
+
+// One accepted connection. Lives as long as an asynchronous operation holds it; every member is
+// touched only on its strand.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, Shared& shared, std::string peer)
+      : stream_(std::move(socket)),
+        buffer_(shared.options.max_header_bytes + kReadSlackBytes),
+        shared_(shared),
+        peer_(std::move(peer)) {
+    shared_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Connection() { shared_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+  }
+
+ private:
+  const HttpServerOptions& options() const { return shared_.options; }
+
+  // Between requests: wait for a first byte under idle_timeout.
+  void WaitForRequest() {
+    stream_.expires_after(options().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kIdleReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) return self->OnReadError(ec);
+                              self->ReadRequest();
+                            });
+  }
+
+  // The whole request under request_timeout (header first, for Expect: 100-continue).
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(options().max_header_bytes));
+    parser_->body_limit(options().max_body_bytes);
+    stream_.expires_after(options().request_timeout);
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    if (parser_->is_done()) return OnRequest();
+    const auto& header = parser_->get();
+    if (header.version() >= 11 && beast::iequals(header[bhttp::field::expect], "100-continue")) {
+      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (ec) return self->OnReadError(ec);
+                         self->ReadBody();
+                       });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->OnRequest();
+                      });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == net::error::eof)
+      return;  // closed between requests
+    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+      return RespondAndClose(
+          Response::Error(431, "RESOURCE_EXHAUSTED", "request header too large"));
+    }
+    if (ec == bhttp::error::body_limit) {
+      return RespondAndClose(Response::Error(413, "RESOURCE_EXHAUSTED", "request body too large"));
+    }
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+        ec != bhttp::error::partial_message) {
+      return RespondAndClose(Response::Error(400, "INVALID_ARGUMENT",
+                                             fmt::format("malformed request: {}", ec.message())));
+    }
+    // A timeout (the stream is already closed), a reset, a request cut short: nobody to answer.
+    spdlog::debug("http {}: connection closed: {}", peer_, ec.message());
+  }
+
+  void OnRequest() {
+    bhttp::request<bhttp::string_body> message = parser_->release();
+    parser_.reset();
+    Request request;
+    if (absl::Status s = ParseTarget(
+            std::string_view(message.target().data(), message.target().size()), request);
+        !s.ok()) {
+      return RespondAndClose(Response::Error(400, "INVALID_ARGUMENT", std::string(s.message())));
+    }
+    request.method = std::string(message.method_string());
+    request.headers.reserve(std::distance(message.begin(), message.end()));
+    for (const auto& field : message) {
+      request.headers.emplace_back(
+          Lower(std::string_view(field.name_string().data(), field.name_string().size())),
+          std::string(field.value()));
+    }
+    request.body = std::move(message.body());
+    request.peer = peer_;
+    const bool head = message.method() == bhttp::verb::head;
+    Respond(shared_.router->Dispatch(request), message.version(), head, !message.keep_alive());
+  }
+
+  void RespondAndClose(Response response) { Respond(std::move(response), 11, false, true); }
+
+  void Respond(Response response, unsigned version, bool head, bool close) {
+    if (response.status < 200 || response.status > 599) {
+      spdlog::error("http: a handler answered status {}; sending 500", response.status);
+      response = Response::Error(500, "INTERNAL", "the handler gave an invalid status");
+    }
+    auto& res = response_.emplace();
+    res.version(version);
+    res.result(static_cast<unsigned>(response.status));
+    res.set(bhttp::field::server, "longsana-serve");
+    if (!response.content_type.empty()) res.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) {
+      if (IsSettableHeader(name, value)) {
+        res.insert(name, value);
+      } else {
+        spdlog::error("http: dropped response header '{}' (reserved or malformed)", name);
+      }
+    }
+    // 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6); HEAD announces the GET's.
+    if (response.status != 204 && response.status != 304) {
+      res.content_length(response.body.size());
+      if (!head) res.body() = std::move(response.body);
+    }
+    res.keep_alive(!close);
+    if (close) res.set(bhttp::field::connection, "close");
+    close_after_write_ = close;
+    serializer_.emplace(res);
+    WriteSome();
+  }
+
+  // One write_some at a time, each under write_timeout: a slow reader gets time as long as it
+  // reads, a client that stops reading is cut (and a streaming body can feed this loop later).
+  void WriteSome() {
+    stream_.expires_after(options().write_timeout);
+    bhttp::async_write_some(
+        stream_, *serializer_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWriteSome(ec); });
+  }
+
+  void OnWriteSome(beast::error_code ec) {
+    if (ec) {
+      spdlog::debug("http {}: write failed: {}", peer_, ec.message());
+      return;
+    }
+    if (!serializer_->is_done()) return WriteSome();
+    serializer_.reset();
+    response_.reset();
+    if (close_after_write_) return Linger();
+    if (buffer_.size() > 0) return ReadRequest();  // a pipelined request is already here
+    WaitForRequest();
+  }
+
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLingerTime);
+    lingered_bytes_ = 0;
+    Drain();
+  }
+
+  void Drain() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(std::min(kReadSlackBytes, buffer_.max_size())),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->lingered_bytes_ += n;
+                              if (ec || self->lingered_bytes_ > kLingerBytes) return;
+                              self->Drain();
+                            });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::response<bhttp::string_body>> response_;
+  std::optional<bhttp::response_serializer<bhttp::string_body>> serializer_;
+  bool close_after_write_ = false;
+  size_t lingered_bytes_ = 0;
+  Shared& shared_;
+  const std::string peer_;
+};
+
+}  // namespace
+
+absl::Status HttpServerOptions::Validate() const {
+  if (auto hp = SplitHostPort(listen); !hp.ok()) return hp.status();
+  if (threads < 1 || threads > 256) return Bad("threads", "must be in [1, 256]");
+  if (max_connections < 1 || max_connections > 1'000'000) {
+    return Bad("max_connections", "must be in [1, 1000000]");
+  }
+  if (max_header_bytes < 1024 || max_header_bytes > (1u << 20)) {
+    return Bad("max_header_bytes", "must be in [1 KiB, 1 MiB]");
+  }
+  if (max_body_bytes > (size_t{1} << 30)) return Bad("max_body_bytes", "must be <= 1 GiB");
+  for (const auto& [field, value] :
+       {std::pair{"request_timeout", request_timeout}, std::pair{"idle_timeout", idle_timeout},
+        std::pair{"write_timeout", write_timeout}}) {
+    if (value.count() <= 0 || value > std::chrono::hours(24)) {
+      return Bad(field, "must be in (0, 24 h]");
+    }
+  }
+  return absl::OkStatus();
+}
+
+class HttpServer::Impl {
+ public:
+  Impl(const HttpServerOptions& options, std::shared_ptr<const Router> router)
+      : ioc_(std::make_unique<net::io_context>(options.threads)),
+        acceptor_(std::in_place, *ioc_),
+        retry_timer_(std::in_place, *ioc_) {
+    shared_.options = options;
+    shared_.router = std::move(router);
+    const Response busy = Response::Error(503, "UNAVAILABLE", "too many connections");
+    busy_response_ = fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: longsana-serve\r\nContent-Type: {}\r\n"
+        "Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+        busy.content_type, busy.body.size(), busy.body);
+  }
+
+  ~Impl() { Stop(); }
+
+  absl::Status Listen() {
+    const std::string& listen = shared_.options.listen;
+    absl::StatusOr<HostPort> hp = SplitHostPort(listen);
+    if (!hp.ok()) return hp.status();
+    beast::error_code ec;
+    tcp::endpoint endpoint;
+    if (const net::ip::address address = net::ip::make_address(hp->host, ec); !ec) {
+      endpoint = tcp::endpoint(address, hp->port);
+    } else {
+      tcp::resolver resolver(*ioc_);
+      const auto results =
+          resolver.resolve(hp->host, std::to_string(hp->port),
+                           tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+      if (ec || results.empty()) {
+        return absl::UnavailableError(
+            fmt::format("http: cannot resolve '{}': {}", listen, ec ? ec.message() : "no address"));
+      }
+      endpoint = results.begin()->endpoint();
+    }
+    const auto fail = [&](std::string_view step) {
+      return absl::UnavailableError(
+          fmt::format("http: cannot listen on '{}' ({}): {}", listen, step, ec.message()));
+    };
+    if (acceptor_->open(endpoint.protocol(), ec); ec) return fail("open");
+    if (acceptor_->set_option(net::socket_base::reuse_address(true), ec); ec) return fail("option");
+    if (acceptor_->bind(endpoint, ec); ec) return fail("bind");
+    if (acceptor_->listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen");
+    const tcp::endpoint local = acceptor_->local_endpoint(ec);
+    if (ec) return fail("local address");
+    port_ = local.port();
+    address_ = FormatEndpoint(local);
+    return absl::OkStatus();
+  }
+
+  void Run() {
+    Accept();
+    threads_.reserve(shared_.options.threads);
+    for (int i = 0; i < shared_.options.threads; ++i) {
+      threads_.emplace_back([this] {
+        // Handlers do not throw (the router catches); this keeps a stray exception from
+        // terminating the process.
+        while (true) {
+          try {
+            ioc_->run();
+            return;
+          } catch (const std::exception& e) {
+            spdlog::error("http: io thread caught: {}", e.what());
+          }
+        }
+      });
+    }
+    spdlog::info("http: listening on {} ({} io threads)", address_, shared_.options.threads);
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (!ioc_) return;
+    work_.reset();
+    ioc_->stop();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+    // Destroying the io_context destroys the pending handlers, which own the connections: this
+    // closes every socket, idle or mid-response, without running anything more. The I/O objects
+    // the server owns go first, while their io_context still exists.
+    acceptor_.reset();
+    retry_timer_.reset();
+    ioc_.reset();
+  }
+
+  int port() const { return port_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  void Accept() {
+    acceptor_->async_accept(
+        net::make_strand(*ioc_),
+        [this](beast::error_code ec, tcp::socket socket) { OnAccept(ec, std::move(socket)); });
+  }
+
+  void OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted) return;
+    if (ec) {
+      // Out of descriptors, mostly: back off instead of spinning on the error.
+      spdlog::debug("http: accept failed: {}", ec.message());
+      retry_timer_->expires_after(kAcceptRetry);
+      retry_timer_->async_wait([this](beast::error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
+    }
+    if (shared_.connections.load(std::memory_order_relaxed) >= shared_.options.max_connections) {
+      Refuse(socket);
+    } else {
+      beast::error_code peer_ec;
+      const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+      if (!peer_ec) {
+        std::make_shared<Connection>(std::move(socket), shared_, FormatEndpoint(peer))->Start();
+      }
+    }
+    Accept();
+  }
+
+  // Over max_connections: one non-blocking write of a fixed 503 into the fresh socket's empty
+  // send buffer, then close; no connection object, no buffer.
+  void Refuse(tcp::socket& socket) {
+    beast::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(net::buffer(busy_response_), ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    spdlog::debug("http: refused a connection over max_connections ({})",
+                  shared_.options.max_connections);
+  }
+
+  Shared shared_;
+  std::unique_ptr<net::io_context> ioc_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::optional<net::steady_timer> retry_timer_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_{
+      std::in_place, ioc_->get_executor()};
+  std::vector<std::thread> threads_;
+  std::mutex stop_mu_;
+  std::string busy_response_;
+  int port_ = 0;
+  std::string address_;
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const HttpServerOptions& options, std::shared_ptr<const Router> router) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (router == nullptr) return absl::InvalidArgumentError("http: no router");
+  auto impl = std::make_unique<Impl>(options, std::move(router));
+  if (absl::Status s = impl->Listen(); !s.ok()) return s;
+  impl->Run();
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() { Stop(); }
+int HttpServer::port() const { return impl_->port(); }
+std::string HttpServer::address() const { return impl_->address(); }
+void HttpServer::Stop() { impl_->Stop(); }
+
+}  // namespace longsana::server::http
