@@ -440,7 +440,7 @@ int Info(const ConnectionOptions& connection, bool json) {
   const auto& c = info.capacity();
   fmt::print("server    {}  longsana-serve {}\n", connection.server, info.version());
   fmt::print("build     {}\n", info.build());
-  fmt::print("model     {} ({})\n", m.pipeline_class(), m.model_dir());
+  fmt::print("model     {} ({})\n", m.pipeline_class(), m.model_name());
   fmt::print("          transformer {} ({} params), text encoder {} ({}), vae {} ({})\n",
              m.transformer_class(), HumanCount(m.transformer_params()), m.text_encoder_class(),
              HumanCount(m.text_encoder_params()), m.vae_class(), HumanCount(m.vae_params()));

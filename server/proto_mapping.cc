@@ -368,7 +368,13 @@ v1::ServerInfo ToServerInfo(const engine::ModelInfo& info, const engine::EngineS
   m->set_vae_params(static_cast<uint64_t>(info.vae_params));
   m->set_device(info.device);
   m->set_dtype(info.dtype);
-  m->set_model_dir(info.model_dir);
+  // The base name only: the filesystem path is the operator's business.
+  std::string_view name = info.model_dir;
+  while (name.size() > 1 && name.back() == '/') name.remove_suffix(1);
+  if (const size_t slash = name.rfind('/'); slash != std::string_view::npos) {
+    name.remove_prefix(slash + 1);
+  }
+  m->set_model_name(std::string(name));
   auto* l = out.mutable_limits();
   l->set_default_width(static_cast<uint32_t>(info.default_width));
   l->set_default_height(static_cast<uint32_t>(info.default_height));

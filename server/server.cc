@@ -10,9 +10,13 @@
 #include <condition_variable>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 
+#include "server/auth/tenants.h"
+#include "server/http/http_router.h"
+#include "server/http/http_server.h"
 #include "server/service.h"
 
 namespace longsana::server {
@@ -46,6 +50,8 @@ void SetConnectionBounds(const ServerOptions& o, grpc::ServerBuilder& builder) {
 struct Server::Impl {
   ServerOptions options;
   HostPort host_port;
+  std::shared_ptr<ServerMetrics> metrics;
+  std::optional<TenantDirectory> tenants;
   // Declared before grpc_server: the service must outlive the server that calls it.
   std::unique_ptr<LongSanaService> service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -57,6 +63,43 @@ struct Server::Impl {
   bool shut_down = false;
   bool drain_started = false;
   std::thread monitor;
+  // Declared last: destroyed first, so its handlers never see a half-destroyed Impl.
+  std::unique_ptr<http::HttpServer> http;
+
+  ~Impl() {
+    if (http != nullptr) http->Stop();
+  }
+
+  std::shared_ptr<engine::Engine> CurrentEngine() {
+    std::lock_guard lock(mu);
+    return engine;
+  }
+
+  std::shared_ptr<http::Router> MakeRouter() {
+    auto router = std::make_shared<http::Router>();
+    router->Handle("GET", "/metrics", [this](const http::Request&) {
+      http::Response r;
+      r.content_type = std::string(metrics::Registry::kContentType);
+      r.body = metrics->Serialize();
+      return r;
+    });
+    router->Handle("GET", "/healthz", [this](const http::Request&) {
+      if (service->phase() == ServingPhase::kUnhealthy) {
+        return http::Response::Json(503, R"({"status":"unhealthy","detail":"device error"})");
+      }
+      return http::Response::Json(200, R"({"status":"ok"})");
+    });
+    router->Handle("GET", "/readyz", [this](const http::Request&) {
+      const ServingPhase phase = service->phase();
+      if (phase == ServingPhase::kServing) return http::Response::Json(200, R"({"status":"ready"})");
+      const char* name = phase == ServingPhase::kLoading      ? "loading"
+                         : phase == ServingPhase::kDraining   ? "draining"
+                         : phase == ServingPhase::kUnhealthy  ? "unhealthy"
+                                                              : "load_failed";
+      return http::Response::Json(503, fmt::format(R"({{"status":"{}"}})", name));
+    });
+    return router;
+  }
 
   void SetHealth(bool serving) {
     grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
@@ -82,6 +125,7 @@ struct Server::Impl {
             "are refused");
         service->SetPhase(ServingPhase::kUnhealthy);
         SetHealth(false);
+        metrics->SetReady(false);
       }
     }
   }
@@ -91,18 +135,37 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() { Shutdown(std::chrono::milliseconds(0)); }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      std::shared_ptr<ServerMetrics> metrics) {
   if (auto s = options.Validate(); !s.ok()) return s;
   auto host_port = ParseHostPort("listen", options.listen);
   if (!host_port.ok()) return host_port.status();
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->host_port = *host_port;
-  impl->service = std::make_unique<LongSanaService>(options, BuildDescription());
+  impl->metrics = metrics != nullptr ? std::move(metrics)
+                                     : std::make_shared<ServerMetrics>(ServerMetrics::Options{
+                                           .version = LONGSANA_VERSION,
+                                           .build = BuildDescription()});
+  if (!options.auth_tokens_file.empty()) {
+    auto tenants = TenantDirectory::Load(options.auth_tokens_file);
+    if (!tenants.ok()) return tenants.status();
+    impl->tenants = std::move(*tenants);
+    spdlog::info("tenant tokens: {} tenants from {}; every RPC but health needs a token",
+                 impl->tenants->tenants().size(), options.auth_tokens_file);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  // Reflection has no per-call hook for the token check, so it is left out when tokens are
+  // required. (The plugin registration is process-wide: once a server of this process has
+  // registered it, later ones get it too.)
+  if (!impl->tenants.has_value()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  impl->service = std::make_unique<LongSanaService>(
+      options, BuildDescription(),
+      ServiceDeps{.metrics = impl->metrics.get(),
+                  .tenants = impl->tenants.has_value() ? &*impl->tenants : nullptr});
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -122,6 +185,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // The default health service starts out SERVING; we are not, until the models are loaded.
   impl->SetHealth(false);
   Impl* raw = impl.get();
+  impl->metrics->SetStatsSource([raw]() -> std::optional<engine::EngineStats> {
+    auto engine = raw->CurrentEngine();
+    if (engine == nullptr) return std::nullopt;
+    return engine->Stats();
+  });
+  if (!options.http_listen.empty()) {
+    http::HttpServerOptions http_options;
+    http_options.listen = options.http_listen;
+    auto http = http::HttpServer::Start(http_options, impl->MakeRouter());
+    if (!http.ok()) {
+      impl->grpc_server->Shutdown(std::chrono::system_clock::now());
+      return absl::Status(http.status().code(),
+                          fmt::format("http_listen: {}", std::string(http.status().message())));
+    }
+    impl->http = std::move(*http);
+    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz)",
+                 impl->http->address());
+  }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
   spdlog::info(
       "gRPC server listening on {}:{} (health NOT_SERVING until the models are "
@@ -136,12 +217,19 @@ std::string Server::address() const {
   return fmt::format("{}:{}", impl_->host_port.host, impl_->host_port.port);
 }
 
+int Server::http_port() const { return impl_->http != nullptr ? impl_->http->port() : 0; }
+
+std::string Server::http_address() const {
+  return impl_->http != nullptr ? impl_->http->address() : "";
+}
+
 void Server::SetEngine(std::shared_ptr<engine::Engine> engine) {
   std::lock_guard lock(impl_->mu);
   if (impl_->shut_down || impl_->drain_started) return;
   impl_->engine = engine;
   impl_->service->SetEngine(std::move(engine));
   impl_->SetHealth(true);
+  impl_->metrics->SetReady(true);
   spdlog::info("ready: health SERVING");
 }
 
@@ -163,6 +251,7 @@ void Server::Drain(std::chrono::milliseconds timeout) {
     impl_->drain_started = true;
     impl_->service->SetPhase(ServingPhase::kDraining);
     impl_->SetHealth(false);
+    impl_->metrics->SetReady(false);
     engine = impl_->engine;
   }
   if (engine == nullptr) {
@@ -187,6 +276,10 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   impl_->cv.notify_all();
   if (impl_->monitor.joinable()) impl_->monitor.join();
   impl_->SetHealth(false);
+  impl_->metrics->SetReady(false);
+  if (impl_->service->phase() == ServingPhase::kServing) {
+    impl_->service->SetPhase(ServingPhase::kDraining);  // /readyz: no longer ready
+  }
   // Our streams get `grace` to flush their last events. Then gRPC's own shutdown gets no
   // further deadline: it cancels what is still open (their reactors cancel their sessions)
   // instead of waiting for idle client connections to go away.

@@ -1,5 +1,7 @@
-// The gRPC server around an Engine: listening socket, the LongSana service, grpc.health.v1
-// health, server reflection, and the lifecycle
+// The gRPC server around an Engine: listening socket (TLS optional), the LongSana service,
+// grpc.health.v1 health, server reflection (not registered with tenant tokens: it would be
+// the one RPC without a token check), the HTTP port (options.http_listen: /metrics, /healthz,
+// /readyz) and the lifecycle
 //   Start (health NOT_SERVING, RPCs UNAVAILABLE "loading")
 //   -> SetEngine (SERVING)            [or SetLoadFailed]
 //   -> Drain (NOT_SERVING, new RPCs UNAVAILABLE "draining", running sessions finish within
@@ -20,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "engine/api/engine.h"
 #include "server/server_config.h"
+#include "server/server_metrics.h"
 
 namespace longsana::server {
 
@@ -28,7 +31,11 @@ class Server {
   // Binds options.listen and starts serving health (NOT_SERVING), reflection and the
   // LongSana service (UNAVAILABLE until SetEngine). InvalidArgument for bad options;
   // Unavailable when the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  // `metrics` (optional; one is made when null) is what /metrics serves; give the same
+  // object to the engine as its observer (EngineConfig::observer) before creating it.
+  // InvalidArgument / NotFound also for an unreadable --auth_tokens file.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options, std::shared_ptr<ServerMetrics> metrics = nullptr);
   ~Server();  // Shutdown(0) if still running
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -36,6 +43,14 @@ class Server {
   // The bound port (the picked one when options.listen had port 0) and "host:port" with it.
   int port() const;
   std::string address() const;
+  // The HTTP port (0 when options.http_listen is empty) and "host:port" with it.
+  int http_port() const;
+  std::string http_address() const;
+
+  // HTTP probes: /readyz is 200 only while SERVING (models loaded and warmed up, not
+  // draining, no sticky device error), so it turns 503 at the start of Drain, before the
+  // gRPC listener closes. /healthz (liveness) is 200 for as long as the process runs, except
+  // after a sticky device error (503: restart me). The HTTP port stops with the Server.
 
   // The models are loaded and warmed up: SERVING. The engine is kept until Shutdown.
   void SetEngine(std::shared_ptr<engine::Engine> engine);

@@ -25,6 +25,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/logging.h"
 #include "server/server.h"
 
 // Flag defaults are read from default-constructed config structs: the numbers live in one
@@ -246,24 +247,6 @@ void OnSignal(int sig) {
   [[maybe_unused]] const ssize_t n = write(g_signal_pipe[1], &byte, 1);
 }
 
-spdlog::level::level_enum ToSpdlog(LogLevel level) {
-  switch (level) {
-    case LogLevel::kTrace:
-      return spdlog::level::trace;
-    case LogLevel::kDebug:
-      return spdlog::level::debug;
-    case LogLevel::kInfo:
-      return spdlog::level::info;
-    case LogLevel::kWarn:
-      return spdlog::level::warn;
-    case LogLevel::kError:
-      return spdlog::level::err;
-    case LogLevel::kOff:
-      return spdlog::level::off;
-  }
-  return spdlog::level::info;
-}
-
 }  // namespace
 
 void NormalizeFlagDashes(int argc, char** argv) {
@@ -395,11 +378,7 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     return 2;
   }
 
-  auto logger = spdlog::stderr_color_mt("longsana-server");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(ToSpdlog(config->server.log_level));
-  spdlog::flush_on(spdlog::level::info);
+  ConfigureLogging(config->server.log_level, config->server.log_format);
 
   // Shared with the detached signal watcher, which may outlive this function.
   auto events = std::make_shared<MainEvents>();
@@ -414,12 +393,27 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
   }).detach();
 
   auto progress = std::make_shared<ShutdownProgress>();
-  auto server = Server::Start(config->server);
+  // One metrics object for the server (/metrics) and the engine (its observer).
+  auto metrics = std::make_shared<ServerMetrics>(ServerMetrics::Options{
+      .version = LONGSANA_VERSION,
+      .build = Server::BuildDescription(),
+      .device_memory = config->engine.device == engine::DeviceKind::kCuda,
+      .max_batch = config->engine.max_batch});
+  config->engine.observer = metrics;
+  auto server = Server::Start(config->server, metrics);
   if (!server.ok()) {
     spdlog::error("{}", server.status().ToString());
-    return 1;
+    // A bad setting (an unreadable tokens file, say) is a usage error like a bad flag.
+    const auto code = server.status().code();
+    return code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+                   code == absl::StatusCode::kPermissionDenied
+               ? 2
+               : 1;
   }
   std::printf("listening on %s\n", (*server)->address().c_str());
+  if ((*server)->http_port() != 0) {
+    std::printf("http listening on %s\n", (*server)->http_address().c_str());
+  }
   std::fflush(stdout);
 
   spdlog::info(

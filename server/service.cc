@@ -7,7 +7,9 @@
 #include <optional>
 #include <utility>
 
+#include "engine/api/log_tag.h"
 #include "server/grpc_status.h"
+#include "server/request_id.h"
 #include "server/session_outbox.h"
 #include "server/token_bucket.h"
 
@@ -21,18 +23,133 @@ absl::Status CancelReason(const grpc::CallbackServerContext* context) {
   return absl::CancelledError("cancelled by the client");
 }
 
-void LogRejected(std::string_view rpc, const grpc::CallbackServerContext* context,
-                 const absl::Status& status) {
-  // Validation messages name fields and values, never the prompt's text.
-  spdlog::info("{} from {} rejected: {}", rpc, context->peer(), status.ToString());
+// Who made a call: its tenant and request id (for logs, metrics and quotas).
+struct CallIdentity {
+  const Tenant* tenant = &AnonymousTenant();
+  std::string request_id;
+  std::string LogTag(engine::SessionId session = 0) const {
+    return engine::FormatLogTag({session, tenant->name, request_id});
+  }
+};
+
+std::optional<std::string_view> Metadata(const grpc::CallbackServerContext* context,
+                                         std::string_view key) {
+  const auto& metadata = context->client_metadata();
+  const auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
+  if (it == metadata.end()) return std::nullopt;
+  return std::string_view(it->second.data(), it->second.size());
 }
 
-// Submits a validated request; on success the outbox is opened (Accepted queued).
-absl::StatusOr<engine::SessionInfo> SubmitSession(engine::Engine& engine, engine::SessionSpec spec,
-                                                  const std::shared_ptr<SessionOutbox>& outbox) {
-  auto info = engine.Submit(std::move(spec), outbox);
-  if (!info.ok()) outbox->Detach();
-  return info;
+// The request id (echoed in the response's initial metadata) and the tenant; the status
+// when the call is not authenticated (identity.tenant is then the anonymous tenant).
+absl::Status Identify(const LongSanaService& service, grpc::CallbackServerContext* context,
+                      CallIdentity* identity) {
+  identity->request_id = RequestIdOrNew(Metadata(context, "x-request-id"));
+  context->AddInitialMetadata("x-request-id", identity->request_id);
+  auto tenant = service.Authenticate(Metadata(context, "authorization"));
+  if (!tenant.ok()) return tenant.status();
+  identity->tenant = *tenant;
+  return absl::OkStatus();
+}
+
+// How long a refused client should wait before retrying, for RESOURCE_EXHAUSTED.
+constexpr std::chrono::milliseconds kRetryAfterQueueFull{5'000};
+constexpr std::chrono::milliseconds kRetryAfterQuota{2'000};
+
+// Logs, counts and annotates a refusal; the caller then finishes the call with `status`.
+void RecordRejection(LongSanaService& service, grpc::CallbackServerContext* context,
+                     std::string_view rpc, const CallIdentity& who, const absl::Status& status,
+                     RejectReason reason) {
+  // Validation messages name fields and values, never the prompt's text or a token.
+  spdlog::info("{} {} from {} rejected ({}): {}", who.LogTag(), rpc, context->peer(),
+               RejectReasonName(reason), status.ToString());
+  if (service.metrics() != nullptr) service.metrics()->Rejected(reason, who.tenant->name);
+  if (absl::IsResourceExhausted(status)) {
+    const auto after = reason == RejectReason::kQueueFull ? kRetryAfterQueueFull : kRetryAfterQuota;
+    // gRPC's retry pushback (honoured by gRPC retry policies) and an HTTP-style hint.
+    context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(after.count()));
+    context->AddTrailingMetadata("retry-after",
+                                 std::to_string(std::chrono::ceil<std::chrono::seconds>(after).count()));
+  }
+}
+
+RejectReason ReasonOfUnavailable(const LongSanaService& service) {
+  return service.phase() == ServingPhase::kDraining ? RejectReason::kDraining
+                                                    : RejectReason::kUnavailable;
+}
+
+// A session that passed every check and was submitted; its outbox is opened by the caller.
+struct Admitted {
+  std::shared_ptr<engine::Engine> engine;
+  std::shared_ptr<SessionOutbox> outbox;
+  engine::SessionInfo info;
+  PeerSessionLimiter::Lease peer_lease;
+};
+
+// Validation, the tenant's priority ceiling and quotas, the per-peer cap, then Submit.
+// On a refusal returns the status and sets *reason.
+absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
+                                      grpc::CallbackServerContext* context,
+                                      const CallIdentity& who, const v1::GenerateRequest& request,
+                                      bool interactive, std::string_view rpc,
+                                      std::string_view field_prefix, EventWriter* writer,
+                                      RejectReason* reason) {
+  auto engine = service.AcquireEngine();
+  if (!engine.ok()) {
+    *reason = ReasonOfUnavailable(service);
+    return engine.status();
+  }
+  auto spec = ToSessionSpec(request, service.limits(), interactive);
+  if (!spec.ok()) {
+    *reason = RejectReason::kInvalid;
+    // Name the field as the client wrote it (start.<field> in a Session stream).
+    return absl::Status(spec.status().code(),
+                        fmt::format("{}{}", field_prefix, std::string(spec.status().message())));
+  }
+  if (auto s = CheckPriority(*who.tenant, spec->priority, fmt::format("{}priority", field_prefix));
+      !s.ok()) {
+    *reason = RejectReason::kPermissionDenied;
+    return s;
+  }
+  auto lease = service.peers().Acquire(context->peer());
+  if (!lease.ok()) {
+    *reason = RejectReason::kPeerLimit;
+    return lease.status();
+  }
+  auto tenant_lease = TenantLease::Acquire(*who.tenant);
+  if (!tenant_lease.ok()) {
+    *reason = RejectReason::kQuota;
+    return tenant_lease.status();
+  }
+  spec->tenant = who.tenant->name;
+  spec->request_id = who.request_id;
+  auto outbox = std::make_shared<SessionOutbox>(
+      OutboxOptions{.max_chunks = service.options().outbox_chunks,
+                    .label = fmt::format("{} from {}", rpc, context->peer()),
+                    .tenant = who.tenant->name,
+                    .request_id = who.request_id,
+                    .metrics = service.metrics(),
+                    .tenant_lease = *tenant_lease},
+      writer);
+  auto info = (*engine)->Submit(std::move(*spec), outbox);
+  if (!info.ok()) {
+    outbox->Detach();
+    *reason = absl::IsResourceExhausted(info.status()) ? RejectReason::kQueueFull
+              : absl::IsInvalidArgument(info.status()) ? RejectReason::kInvalid
+              : absl::IsUnavailable(info.status())     ? ReasonOfUnavailable(service)
+                                                       : RejectReason::kUnavailable;
+    return info.status();
+  }
+  if (info->queue_position > 0) {
+    if (auto s = (*tenant_lease)->MarkQueued(); !s.ok()) {
+      outbox->Detach();
+      (*engine)->Cancel(info->id, s);
+      *reason = RejectReason::kQuota;
+      return s;
+    }
+  }
+  if (service.metrics() != nullptr) service.metrics()->SessionAccepted(who.tenant->name);
+  return Admitted{std::move(*engine), std::move(outbox), std::move(*info), std::move(*lease)};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -45,35 +162,22 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
                   const v1::GenerateRequest& request)
       : service_(service), context_(context) {
     service_->StreamOpened();
-    auto engine = service->AcquireEngine();
-    if (!engine.ok()) {
-      Reject(engine.status());
+    if (auto s = Identify(*service, context, &who_); !s.ok()) {
+      Reject(s, RejectReason::kUnauthenticated);
       return;
     }
-    auto spec = ToSessionSpec(request, service->limits(), /*interactive=*/false);
-    if (!spec.ok()) {
-      Reject(spec.status());
+    RejectReason reason = RejectReason::kInvalid;
+    auto admitted = AdmitSession(*service, context, who_, request, /*interactive=*/false,
+                                 "Generate", "", this, &reason);
+    if (!admitted.ok()) {
+      Reject(admitted.status(), reason);
       return;
     }
-    auto lease = service->peers().Acquire(context->peer());
-    if (!lease.ok()) {
-      Reject(lease.status());
-      return;
-    }
-    auto outbox = std::make_shared<SessionOutbox>(
-        OutboxOptions{.max_chunks = service->options().outbox_chunks,
-                      .label = fmt::format("Generate from {}", context->peer())},
-        this);
-    auto info = SubmitSession(**engine, std::move(*spec), outbox);
-    if (!info.ok()) {
-      Reject(info.status());
-      return;
-    }
-    engine_ = std::move(*engine);
-    outbox_ = std::move(outbox);
-    session_id_ = info->id;
-    peer_lease_ = std::move(*lease);
-    outbox_->Open(*info);
+    engine_ = std::move(admitted->engine);
+    outbox_ = std::move(admitted->outbox);
+    session_id_ = admitted->info.id;
+    peer_lease_ = std::move(admitted->peer_lease);
+    outbox_->Open(admitted->info);
   }
 
   void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
@@ -99,19 +203,20 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   }
 
  private:
-  void Reject(const absl::Status& status) {
-    LogRejected("Generate", context_, status);
+  void Reject(const absl::Status& status, RejectReason reason) {
+    RecordRejection(*service_, context_, "Generate", who_, status, reason);
     Finish(ToGrpcStatus(status));
   }
 
   void CancelSession(const absl::Status& reason) {
     if (cancel_sent_.exchange(true) || outbox_->Ended()) return;
-    spdlog::info("[session {}] cancelling: {}", session_id_, reason.ToString());
+    spdlog::info("{} cancelling: {}", who_.LogTag(session_id_), reason.ToString());
     engine_->Cancel(session_id_, reason);
   }
 
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
+  CallIdentity who_;
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<SessionOutbox> outbox_;  // null when the request was rejected
   engine::SessionId session_id_ = 0;
@@ -131,6 +236,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     if (service->options().command_rate > 0) {
       bucket_.emplace(service->options().command_rate, service->options().command_burst,
                       TokenBucket::Clock::now());
+    }
+    if (auto s = Identify(*service, context, &who_); !s.ok()) {
+      Reject(s, RejectReason::kUnauthenticated);
+      return;
     }
     StartRead(&command_);
   }
@@ -261,44 +370,30 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   // Returns true when the session started and commands should be read.
   bool HandleStart() {
     if (!command_.has_start()) {
-      const absl::Status s = absl::InvalidArgumentError(
-          "command: the first command must be `start` (a GenerateRequest)");
-      LogRejected("Session", context_, s);
-      FinishOnce(s);
-      return false;
+      return Reject(absl::InvalidArgumentError(
+                        "command: the first command must be `start` (a GenerateRequest)"),
+                    RejectReason::kInvalid);
     }
-    auto engine = service_->AcquireEngine();
-    if (!engine.ok()) return Reject(engine.status());
-    auto spec = ToSessionSpec(command_.start(), service_->limits(), /*interactive=*/true);
-    if (!spec.ok()) {
-      // Name the field as the client wrote it: start.<field>.
-      return Reject(absl::Status(spec.status().code(),
-                                 fmt::format("start.{}", std::string(spec.status().message()))));
-    }
-    auto lease = service_->peers().Acquire(context_->peer());
-    if (!lease.ok()) return Reject(lease.status());
-    auto outbox = std::make_shared<SessionOutbox>(
-        OutboxOptions{.max_chunks = service_->options().outbox_chunks,
-                      .label = fmt::format("Session from {}", context_->peer())},
-        this);
-    auto info = SubmitSession(**engine, std::move(*spec), outbox);
-    if (!info.ok()) return Reject(info.status());
+    RejectReason reason = RejectReason::kInvalid;
+    auto admitted = AdmitSession(*service_, context_, who_, command_.start(),
+                                 /*interactive=*/true, "Session", "start.", this, &reason);
+    if (!admitted.ok()) return Reject(admitted.status(), reason);
     bool cancelled = false;
     {
       std::lock_guard lock(mu_);
-      engine_ = *engine;
-      session_id_ = info->id;
-      peer_lease_ = std::move(*lease);
+      engine_ = admitted->engine;
+      session_id_ = admitted->info.id;
+      peer_lease_ = std::move(admitted->peer_lease);
       cancelled = cancelled_;
-      if (!cancelled) outbox_ = outbox;
+      if (!cancelled) outbox_ = admitted->outbox;
     }
     if (cancelled) {
       // OnCancel ran while the session was being submitted and already finished the call.
-      outbox->Detach();
-      (*engine)->Cancel(info->id, CancelReason(context_));
+      admitted->outbox->Detach();
+      admitted->engine->Cancel(admitted->info.id, CancelReason(context_));
       return false;
     }
-    outbox->Open(*info);
+    admitted->outbox->Open(admitted->info);
     return true;
   }
 
@@ -309,22 +404,25 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
       const absl::Status s = absl::InvalidArgumentError(
           "start: the session has already started; later commands are switch_prompt, "
           "extend or stop");
-      spdlog::info("[session {}] protocol error: {}", session_id_, s.ToString());
+      spdlog::info("{} protocol error: {}", who_.LogTag(session_id_), s.ToString());
       CancelSession(s);
       outbox.Abort(s);
       return false;
     }
-    SendCommand(outbox, id, ToEngineCommand(command_, service_->limits()));
+    SendCommand(outbox, id, CommandType(command_), ToEngineCommand(command_, service_->limits()));
     return true;
   }
 
   // Every command, accepted or refused (here or by the engine), is acknowledged by the
   // engine through the session's sink, so acks keep command order.
-  void SendCommand(SessionOutbox& outbox, uint64_t id,
+  void SendCommand(SessionOutbox& outbox, uint64_t id, std::string_view type,
                    absl::StatusOr<engine::SessionCommand> command) {
     auto ack = engine_->Command(session_id_, id, std::move(command));
+    if (service_->metrics() != nullptr) {
+      service_->metrics()->Command(type, ack.ok() && ack->status.ok());
+    }
     if (!ack.ok()) {
-      spdlog::info("[session {}] command {} refused: {}", session_id_, id,
+      spdlog::info("{} command {} refused: {}", who_.LogTag(session_id_), id,
                    ack.status().ToString());
       // NotFound: the session has ended, so no ack of an earlier command is still to come.
       if (absl::IsNotFound(ack.status())) outbox.PushCommandAck(ErrorAck(id, ack.status()));
@@ -367,8 +465,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     if (read) StartRead(&command_);
   }
 
-  bool Reject(const absl::Status& status) {
-    LogRejected("Session", context_, status);
+  bool Reject(const absl::Status& status, RejectReason reason) {
+    RecordRejection(*service_, context_, "Session", who_, status, reason);
     FinishOnce(status);
     return false;
   }
@@ -391,12 +489,26 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     }
     if (engine == nullptr || outbox == nullptr || outbox->Ended()) return;
     if (cancel_sent_.exchange(true)) return;
-    spdlog::info("[session {}] cancelling: {}", id, reason.ToString());
+    spdlog::info("{} cancelling: {}", who_.LogTag(id), reason.ToString());
     engine->Cancel(id, reason);
+  }
+
+  static std::string_view CommandType(const v1::SessionCommand& command) {
+    switch (command.command_case()) {
+      case v1::SessionCommand::kSwitchPrompt:
+        return "switch_prompt";
+      case v1::SessionCommand::kExtend:
+        return "extend";
+      case v1::SessionCommand::kStop:
+        return "stop";
+      default:
+        return "invalid";
+    }
   }
 
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
+  CallIdentity who_;
   v1::SessionCommand command_;  // the read buffer; one read in flight at a time
   std::atomic<bool> finished_direct_{false};
   std::atomic<bool> cancel_sent_{false};
@@ -423,8 +535,18 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
 
 }  // namespace
 
-LongSanaService::LongSanaService(const ServerOptions& options, std::string build)
-    : options_(options), build_(std::move(build)), peers_(options.max_sessions_per_peer) {}
+LongSanaService::LongSanaService(const ServerOptions& options, std::string build,
+                                 ServiceDeps deps)
+    : options_(options),
+      build_(std::move(build)),
+      deps_(deps),
+      peers_(options.max_sessions_per_peer) {}
+
+absl::StatusOr<const Tenant*> LongSanaService::Authenticate(
+    std::optional<std::string_view> authorization) const {
+  if (deps_.tenants == nullptr) return &AnonymousTenant();
+  return deps_.tenants->Authenticate(authorization);
+}
 
 LongSanaService::~LongSanaService() = default;
 
@@ -508,6 +630,12 @@ grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerCon
                                                          const v1::GetServerInfoRequest* request,
                                                          v1::ServerInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  CallIdentity who;
+  if (auto s = Identify(*this, context, &who); !s.ok()) {
+    RecordRejection(*this, context, "GetServerInfo", who, s, RejectReason::kUnauthenticated);
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   std::shared_ptr<engine::Engine> engine;
   {
     std::lock_guard lock(mu_);
@@ -521,6 +649,16 @@ grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerCon
   }
   *response = ToServerInfo(engine->Info(), engine->Stats(), build_);
   if (phase_.load() == ServingPhase::kDraining) response->mutable_capacity()->set_draining(true);
+  if (deps_.metrics != nullptr) {
+    // The server's own outcome counts: it sees rejections the engine never does, and knows
+    // a client's protocol mistake from a server fault.
+    const ServerMetrics::Totals totals = deps_.metrics->totals();
+    auto* capacity = response->mutable_capacity();
+    capacity->set_completed(totals.completed);
+    capacity->set_failed(totals.failed);
+    capacity->set_cancelled(totals.cancelled);
+    capacity->set_rejected(totals.rejected);
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

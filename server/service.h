@@ -19,17 +19,26 @@
 #include "absl/status/statusor.h"
 #include "engine/api/engine.h"
 #include "longsana/v1/longsana.grpc.pb.h"
+#include "server/auth/tenants.h"
 #include "server/peer_session_limiter.h"
 #include "server/proto_mapping.h"
 #include "server/server_config.h"
+#include "server/server_metrics.h"
 
 namespace longsana::server {
 
 enum class ServingPhase { kLoading, kServing, kDraining, kUnhealthy, kLoadFailed };
 
+// What the service records into and authenticates against; both optional, both must
+// outlive the service.
+struct ServiceDeps {
+  ServerMetrics* metrics = nullptr;
+  const TenantDirectory* tenants = nullptr;  // null: no tokens, every call is anonymous
+};
+
 class LongSanaService final : public v1::LongSana::CallbackService {
  public:
-  LongSanaService(const ServerOptions& options, std::string build);
+  LongSanaService(const ServerOptions& options, std::string build, ServiceDeps deps = {});
   ~LongSanaService() override;
 
   // Hands over the loaded engine and moves to kServing.
@@ -42,6 +51,10 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   absl::StatusOr<std::shared_ptr<engine::Engine>> AcquireEngine() const;
   RequestLimits limits() const;
   const ServerOptions& options() const { return options_; }
+  ServerMetrics* metrics() const { return deps_.metrics; }
+  // The tenant of an `authorization` metadata value: the anonymous tenant when no tokens
+  // are configured, else Unauthenticated for a missing or unknown token.
+  absl::StatusOr<const Tenant*> Authenticate(std::optional<std::string_view> authorization) const;
   // Live sessions per client address (--max_sessions_per_peer).
   PeerSessionLimiter& peers() { return peers_; }
 
@@ -63,6 +76,7 @@ class LongSanaService final : public v1::LongSana::CallbackService {
  private:
   const ServerOptions options_;
   const std::string build_;
+  const ServiceDeps deps_;
   PeerSessionLimiter peers_;
   std::atomic<ServingPhase> phase_{ServingPhase::kLoading};
   mutable std::mutex mu_;

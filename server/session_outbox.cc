@@ -4,23 +4,35 @@
 
 #include <utility>
 
+#include "engine/api/log_tag.h"
 #include "server/proto_mapping.h"
 
 namespace longsana::server {
 
+namespace {
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
 SessionOutbox::SessionOutbox(OutboxOptions options, EventWriter* writer)
-    : options_(options), writer_(writer) {}
+    : options_(std::move(options)),
+      writer_(writer),
+      tag_(engine::FormatLogTag({0, options_.tenant, options_.request_id})) {}
 
 SessionOutbox::~SessionOutbox() = default;
 
 void SessionOutbox::Open(const engine::SessionInfo& info) {
   std::unique_lock lock(mu_);
   session_id_.store(info.id);
+  tag_ = engine::FormatLogTag({info.id, options_.tenant, options_.request_id});
+  fps_ = info.fps > 0 ? info.fps : 16;
   v1::GenerateEvent accepted;
   *accepted.mutable_accepted() = ToAccepted(info);
+  accepted.mutable_accepted()->set_request_id(options_.request_id);
   queue_.push_front(std::move(accepted));
   opened_ = true;
-  spdlog::info("[session {}] stream opened: {}", info.id, options_.label);
+  spdlog::info("{} stream opened: {}", tag_, options_.label);
   Pump(std::move(lock));
 }
 
@@ -30,12 +42,14 @@ void SessionOutbox::OnWriteDone(bool ok) {
     chunks_.fetch_sub(1);
     if (ok) {
       ++chunks_delivered_;
-      bytes_delivered_ += static_cast<int64_t>(in_flight_->chunk().data().size());
+      const auto bytes = static_cast<int64_t>(in_flight_->chunk().data().size());
+      bytes_delivered_ += bytes;
+      if (options_.metrics != nullptr) options_.metrics->ChunkSent(bytes);
     }
   }
   in_flight_.reset();
   if (!ok && !end_status_.has_value()) {
-    spdlog::info("[session {}] client gone (write failed)", session_id_.load());
+    spdlog::info("{} client gone (write failed)", tag_);
     DropQueuedLocked();
     end_status_ = absl::CancelledError("the client is gone");
   }
@@ -64,6 +78,14 @@ void SessionOutbox::Detach() {
   writer_ = nullptr;
   DropQueuedLocked();
   if (!end_status_.has_value()) end_status_ = absl::CancelledError("the stream is closed");
+  RecordOutcomeLocked(*end_status_);
+}
+
+void SessionOutbox::RecordOutcomeLocked(const absl::Status& status) {
+  if (!opened_ || outcome_recorded_) return;  // never accepted, or already counted
+  outcome_recorded_ = true;
+  if (options_.tenant_lease != nullptr) options_.tenant_lease->Release();
+  if (options_.metrics != nullptr) options_.metrics->SessionEnded(status.code(), options_.tenant);
 }
 
 int SessionOutbox::PendingEvents() const {
@@ -91,14 +113,17 @@ void SessionOutbox::OnQueued(int position, double estimated_start_seconds) {
 }
 
 void SessionOutbox::OnStarted() {
-  spdlog::debug("[session {}] started after {:.3f} s", session_id_.load(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count());
+  if (options_.tenant_lease != nullptr) options_.tenant_lease->MarkStarted();
+  const double waited = SecondsSince(created_);
+  if (options_.metrics != nullptr) options_.metrics->QueueWait(waited);
+  std::lock_guard lock(mu_);
+  spdlog::debug("{} started after {:.3f} s", tag_, waited);
 }
 
 void SessionOutbox::OnProgress(int64_t block, int step, int num_steps) {
   std::unique_lock lock(mu_);
   if (end_status_.has_value()) return;
-  spdlog::debug("[session {}] block {} step {}/{}", session_id_.load(), block, step, num_steps);
+  spdlog::debug("{} block {} step {}/{}", tag_, block, step, num_steps);
   v1::GenerateEvent e;
   e.mutable_progress()->set_block(static_cast<uint32_t>(std::max<int64_t>(0, block)));
   e.mutable_progress()->set_step(static_cast<uint32_t>(std::max(0, step)));
@@ -115,8 +140,18 @@ void SessionOutbox::OnProgress(int64_t block, int step, int num_steps) {
 void SessionOutbox::OnChunk(engine::VideoChunk chunk) {
   std::unique_lock lock(mu_);
   if (end_status_.has_value()) return;
-  spdlog::debug("[session {}] chunk {} (block {}, {} frames, {} bytes)", session_id_.load(),
-                chunk.sequence, chunk.block_index, chunk.num_frames, chunk.bytes.size());
+  spdlog::debug("{} chunk {} (block {}, {} frames, {} bytes)", tag_, chunk.sequence,
+                chunk.block_index, chunk.num_frames, chunk.bytes.size());
+  if (chunk.block_index >= 0 && options_.metrics != nullptr) {
+    const auto now = std::chrono::steady_clock::now();
+    if (last_chunk_.has_value()) {
+      options_.metrics->InterChunkGap(std::chrono::duration<double>(now - *last_chunk_).count());
+    } else {
+      options_.metrics->TimeToFirstChunk(std::chrono::duration<double>(now - created_).count());
+    }
+    last_chunk_ = now;
+    options_.metrics->BlockStages(chunk.timing);
+  }
   v1::GenerateEvent e;
   ToProto(std::move(chunk), e.mutable_chunk());
   chunks_.fetch_add(1);
@@ -129,12 +164,11 @@ void SessionOutbox::OnCommandAck(const engine::CommandAck& ack) {
   if (end_status_.has_value()) return;
   v1::GenerateEvent e;
   if (ack.status.ok()) {
-    spdlog::info("[session {}] command {} takes effect at block {}", session_id_.load(),
-                 ack.command_id, ack.effective_block);
+    spdlog::info("{} command {} takes effect at block {}", tag_, ack.command_id,
+                 ack.effective_block);
     *e.mutable_command_ack() = ToProto(ack);
   } else {
-    spdlog::info("[session {}] command {} refused: {}", session_id_.load(), ack.command_id,
-                 ack.status.ToString());
+    spdlog::info("{} command {} refused: {}", tag_, ack.command_id, ack.status.ToString());
     *e.mutable_command_ack() = ErrorAck(ack.command_id, ack.status);
   }
   PushLocked(std::move(e));
@@ -144,8 +178,12 @@ void SessionOutbox::OnCommandAck(const engine::CommandAck& ack) {
 void SessionOutbox::OnCompleted(const engine::CompletionStats& stats) {
   std::unique_lock lock(mu_);
   if (end_status_.has_value()) return;
-  spdlog::debug("[session {}] completed: {} frames in {} blocks, {:.2f} fps", session_id_.load(),
-                stats.frames, stats.blocks, stats.generation_fps);
+  spdlog::debug("{} completed: {} frames in {} blocks, {:.2f} fps", tag_, stats.frames,
+                stats.blocks, stats.generation_fps);
+  if (options_.metrics != nullptr && stats.total_seconds > 0) {
+    options_.metrics->RealTimeFactor(static_cast<double>(stats.frames) / fps_ /
+                                     stats.total_seconds);
+  }
   v1::GenerateEvent e;
   *e.mutable_completed() = ToProto(stats);
   PushLocked(std::move(e));
@@ -156,7 +194,7 @@ void SessionOutbox::OnCompleted(const engine::CompletionStats& stats) {
 void SessionOutbox::OnFailed(const absl::Status& status) {
   std::unique_lock lock(mu_);
   if (end_status_.has_value()) return;
-  spdlog::debug("[session {}] failed: {}", session_id_.load(), status.ToString());
+  spdlog::debug("{} failed: {}", tag_, status.ToString());
   // Chunks already queued are still delivered (a partial video is playable), then the status.
   end_status_ = status;
   Pump(std::move(lock));
@@ -195,9 +233,10 @@ void SessionOutbox::Pump(std::unique_lock<std::mutex> lock) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
     const std::string line =
-        fmt::format("[session {}] stream closed: {}; {} chunks ({} bytes) delivered in {:.3f} s",
-                    session_id_.load(), status.ok() ? "OK" : status.ToString(), chunks_delivered_,
-                    bytes_delivered_, seconds);
+        fmt::format("{} stream closed: {}; {} chunks ({} bytes) delivered in {:.3f} s", tag_,
+                    status.ok() ? "OK" : status.ToString(), chunks_delivered_, bytes_delivered_,
+                    seconds);
+    RecordOutcomeLocked(status);
     lock.unlock();
     // Failures the client caused or asked for are lifecycle; anything else is a warning.
     const auto code = status.code();

@@ -18,6 +18,9 @@
 //
 // Logging: INFO when the stream opens (session id, RPC, peer) and closes (final status,
 // chunks and bytes delivered); the generation lifecycle itself is the engine's to log.
+// Metrics (optional): queue wait, time to first chunk, inter-chunk gap, block stages and
+// real-time factor as the engine reports them; bytes sent as writes complete; the outcome
+// (final code) when the stream finishes.
 //
 // Lifetime and threads: shared by the engine (through the shared_ptr<ChunkSink> it was
 // given) and the reactor. Every method is thread-safe. Writer calls are made without holding
@@ -37,6 +40,8 @@
 #include "absl/status/status.h"
 #include "engine/api/engine.h"
 #include "longsana/v1/longsana.pb.h"
+#include "server/auth/tenants.h"
+#include "server/server_metrics.h"
 
 namespace longsana::server {
 
@@ -53,6 +58,12 @@ class EventWriter {
 struct OutboxOptions {
   int max_chunks = 4;  // Congested() at this many undelivered chunks
   std::string label;   // for the log, e.g. "Generate from ipv4:127.0.0.1:4242"
+  std::string tenant;      // for logs and metric labels ("" in tests)
+  std::string request_id;  // echoed in Accepted, carried in every log line
+  ServerMetrics* metrics = nullptr;  // optional; must outlive the outbox
+  // The session's place in its tenant's quota: MarkStarted when the engine starts it,
+  // Release when its stream finishes. Optional.
+  std::shared_ptr<TenantLease> tenant_lease;
 };
 
 class SessionOutbox final : public engine::ChunkSink {
@@ -100,6 +111,8 @@ class SessionOutbox final : public engine::ChunkSink {
   void PushLocked(v1::GenerateEvent event);
   void EndLocked(const absl::Status& status);
   void DropQueuedLocked();
+  // Once per opened session: its outcome into the metrics, its quota back to its tenant.
+  void RecordOutcomeLocked(const absl::Status& status);
 
   const OutboxOptions options_;
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
@@ -110,12 +123,16 @@ class SessionOutbox final : public engine::ChunkSink {
   mutable std::mutex mu_;
   EventWriter* writer_;  // null after Detach
   bool opened_ = false;
+  std::string tag_;  // the log tag; gains the session id at Open
+  int fps_ = 16;
+  std::optional<std::chrono::steady_clock::time_point> last_chunk_;
   int64_t chunks_delivered_ = 0;
   int64_t bytes_delivered_ = 0;
   std::deque<v1::GenerateEvent> queue_;
   std::unique_ptr<v1::GenerateEvent> in_flight_;
   std::optional<absl::Status> end_status_;  // set once the session has ended
   bool finish_started_ = false;
+  bool outcome_recorded_ = false;
 };
 
 }  // namespace longsana::server

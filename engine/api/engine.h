@@ -55,6 +55,9 @@ struct SessionSpec {
   EncodeOptions encode;
   int priority = 0;                           // higher wins among equal deadlines
   bool interactive = false;                   // allows RECACHE switches (more state memory)
+  // For log lines only (see engine/api/log_tag.h): who asked, and the client's request id.
+  std::string tenant;
+  std::string request_id;
 };
 
 struct SessionInfo {
@@ -73,6 +76,14 @@ struct SessionInfo {
   int64_t slot_bytes = 0;       // state + decoder cache + caption bytes reserved
 };
 
+struct BlockTiming {
+  int64_t block = 0;
+  double dit_seconds = 0;       // sum of this block's forwards (batched time, shared)
+  double decode_seconds = 0;
+  double encode_seconds = 0;
+  double ready_seconds = 0;     // since the session started, when the chunk was handed over
+};
+
 struct VideoChunk {
   int64_t sequence = 0;         // 0 is the init segment, then one per block in order
   int64_t block_index = -1;     // -1 for the init segment
@@ -82,6 +93,7 @@ struct VideoChunk {
   double duration_seconds = 0;
   std::string mime_type;        // e.g. video/mp4; codecs="avc1.64001e"
   std::string bytes;            // init segment (ftyp+moov) or one moof+mdat fragment
+  BlockTiming timing;           // how the block was made (block chunks; zero for the init)
 };
 
 // Interactive commands of a running session, as typed values.
@@ -104,14 +116,6 @@ struct CommandAck {
   std::string detail;
   int num_frames = 0;           // the video's length after the command
   int64_t num_blocks = 0;
-};
-
-struct BlockTiming {
-  int64_t block = 0;
-  double dit_seconds = 0;       // sum of this block's forwards (batched time, shared)
-  double decode_seconds = 0;
-  double encode_seconds = 0;
-  double ready_seconds = 0;     // since the session started, when the chunk was handed over
 };
 
 struct CompletionStats {
@@ -147,6 +151,23 @@ class ChunkSink {
   // (EngineConfig::stall_timeout) ends with DeadlineExceeded and frees its slot.
   // Thread-safe; polled by the scheduler.
   virtual bool Congested() const { return false; }
+};
+
+// One DiT forward as the runner ran it, for metrics.
+struct ForwardSample {
+  int items = 0;                // work items (sessions) in the batch
+  int64_t tokens_per_item = 0;  // DiT tokens of each item
+  double seconds = 0;           // wall time of the forward, the one-by-one retries included
+  bool failed = false;          // the batched forward threw (its items were then retried alone)
+};
+
+// Measurements the engine reports as they happen; implemented by the server's metrics.
+// Called from engine threads (the runner's for OnForward): implementations must be quick,
+// thread-safe and must not call back into the Engine.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  virtual void OnForward(const ForwardSample& sample) = 0;
 };
 
 // Cost caps: server policy over what one request may ask for. A request over a cap is
@@ -190,6 +211,8 @@ struct EngineConfig {
   int text_queue_size = 64;         // prompt encodings waiting; beyond: ResourceExhausted
   int max_pending_commands = 16;    // per session, not yet applied; beyond: ResourceExhausted
   SessionPolicy policy;
+  // Optional measurements sink (not a setting: Validate ignores it).
+  std::shared_ptr<EngineObserver> observer;
   absl::Status Validate() const;    // InvalidArgument naming the field
 };
 
@@ -203,6 +226,9 @@ struct EngineStats {
   uint64_t completed = 0, failed = 0, cancelled = 0, rejected = 0;
   uint64_t forwards = 0, forward_items = 0;  // DiT forwards run and work items in them
   bool draining = false;
+  // CUDA caching allocator: bytes in tensors and bytes held from the device; -1 on CPU.
+  int64_t device_memory_allocated_bytes = -1;
+  int64_t device_memory_reserved_bytes = -1;
 };
 
 struct ModelInfo {

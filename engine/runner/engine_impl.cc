@@ -17,6 +17,8 @@
 #include "engine/runner/status_from_exception.h"
 #include "engine/sampler/sampler_options.h"
 #if LONGSANA_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -99,6 +101,7 @@ void EngineImpl::Start() {
   runner.stall_timeout = config_.stall_timeout;
   runner.cuda = device_.is_cuda();
   runner.after_failure = [this] { MarkUnhealthyIfDeviceBroken(); };
+  runner.observer = config_.observer;
   runner_ = std::make_unique<Runner>(registry_, *dit_, *vae_, *media_, runner);
   text_worker_->Start();
   media_->Start();
@@ -368,7 +371,7 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   s->submit_time = Clock::now();
   LONGSANA_ASSIGN_OR_RETURN(const int position, registry_.AddLocked(lock, s));
   text_worker_->RequestLocked(lock, s).IgnoreError();  // room checked above, under this lock
-  spdlog::info("[session {}] submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->id,
+  spdlog::info("{} submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->log_tag,
                s->spec.width, s->spec.height, s->spec.num_frames, info.num_blocks, info.seed,
                position == 0 ? std::string("admitted") : StrCat("queued at ", position));
   return info;
@@ -458,7 +461,7 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock&
                    ? StrCat("prompt switched at block ", block, " (block ", block - 1,
                             " re-cached with the new prompt)")
                    : StrCat("prompt switched at block ", block);
-  spdlog::debug("[session {}] prompt switch at block {}", s->id, block);
+  spdlog::debug("{} prompt switch at block {}", s->log_tag, block);
   return ack;
 }
 
@@ -523,6 +526,16 @@ EngineStats EngineImpl::Stats() const {
   st.slot_bytes_in_use = scheduler.bytes_in_use();
   st.memory_budget_bytes = scheduler.limits().memory_budget_bytes;
   st.draining = registry_.draining;
+#if LONGSANA_TORCH_CUDA
+  if (device_.is_cuda()) {
+    const auto index = device_.has_index() ? device_.index() : c10::cuda::current_device();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    // Index 0 is StatType::AGGREGATE in LibTorch 1.13 and 2.x alike (the enum moved between
+    // namespaces, the array layout did not).
+    st.device_memory_allocated_bytes = stats.allocated_bytes[0].current;
+    st.device_memory_reserved_bytes = stats.reserved_bytes[0].current;
+  }
+#endif
   return st;
 }
 

@@ -161,13 +161,14 @@ void MediaPipeline::Loop() {
     chunk.duration_seconds = fragment->duration_seconds;
     chunk.mime_type = mime;
     chunk.bytes = std::move(fragment->bytes);
-    s->events->Chunk(std::move(chunk));
-    lock.Notify(s->events);
     const double since_start = Seconds(Clock::now() - s->start_time);
     if (s->first_chunk_seconds < 0) s->first_chunk_seconds = since_start;
     timing.ready_seconds = since_start;
+    chunk.timing = timing;
     s->timings.push_back(timing);
-    spdlog::debug("[session {}] block {} sent ({} frames, decode {:.3f} s, encode {:.3f} s)", id,
+    s->events->Chunk(std::move(chunk));
+    lock.Notify(s->events);
+    spdlog::debug("{} block {} sent ({} frames, decode {:.3f} s, encode {:.3f} s)", s->log_tag,
                   job.block, chunk.num_frames, timing.decode_seconds, timing.encode_seconds);
     if (!s->media_queue.empty()) {
       s->media_listed = true;

@@ -210,7 +210,7 @@ void Runner::Loop() {
       }
       s.stage = Session::Stage::kRunning;
       s.start_time = Clock::now();
-      spdlog::info("[session {}] started after {:.2f} s in the queue", s.id,
+      spdlog::info("{} started after {:.2f} s in the queue", s.log_tag,
                    Seconds(s.start_time - s.submit_time));
       s.events->Started();
       lock.Notify(s.events);
@@ -225,6 +225,8 @@ void Runner::Loop() {
 
 void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
   const auto t0 = Clock::now();
+  const int64_t tokens_per_item = batch.front()->sampler->next_token_count();
+  bool batch_failed = false;
   std::vector<SamplerSession*> samplers;
   std::vector<Before> before;
   for (const auto& s : batch) {
@@ -237,6 +239,7 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
     RunSamplerStep(dit_, samplers, [&](int64_t layer) { CheckFaults(batch, before, layer); });
   } catch (...) {
     const absl::Status batch_error = StatusFromCurrentException("DiT forward");
+    batch_failed = true;
     if (options_.after_failure) options_.after_failure();
     if (batch.size() == 1) {
       errors[0] = batch_error;
@@ -262,6 +265,12 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
   // The finished latents must be computed before another stream reads them.
   if (options_.cuda) c10::cuda::getCurrentCUDAStream().synchronize();
 #endif
+  if (options_.observer) {
+    options_.observer->OnForward({.items = static_cast<int>(batch.size()),
+                                  .tokens_per_item = tokens_per_item,
+                                  .seconds = seconds,
+                                  .failed = batch_failed});
+  }
 
   SessionRegistry::Lock lock(registry_);
   ++registry_.counters().forwards;

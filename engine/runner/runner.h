@@ -31,6 +31,7 @@ struct RunnerOptions {
   std::chrono::milliseconds stall_timeout{10'000};  // 0: no stall budget
   bool cuda = false;
   std::function<void()> after_failure;  // a forward threw: check the device
+  std::shared_ptr<EngineObserver> observer;  // optional: told about every forward
 };
 
 class Runner {

@@ -23,6 +23,8 @@
 #include <variant>
 #include <vector>
 
+#include "engine/api/log_tag.h"
+
 #include "engine/api/engine.h"
 #include "engine/media/fmp4_encoder.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
@@ -73,6 +75,7 @@ struct Session {
 
   // --- Immutable after Submit.
   SessionId id = 0;
+  std::string log_tag;  // "[session=… tenant=… request_id=…]", engine/api/log_tag.h
   SessionSpec spec;  // validated, defaults resolved (seed, timesteps)
   SamplerOptions sampler_options;
   EncoderSettings encoder_settings;

@@ -30,6 +30,7 @@ SessionId SessionRegistry::NewIdLocked() {
 absl::StatusOr<int> SessionRegistry::AddLocked(Lock&, const std::shared_ptr<Session>& s) {
   s->id = NewIdLocked();
   s->info.id = s->id;
+  s->log_tag = FormatLogTag({s->id, s->spec.tenant, s->spec.request_id});
   auto position = scheduler_.Submit({s->id, s->spec.priority, s->slot_bytes});
   if (!position.ok()) {
     ++counters_.rejected;
@@ -58,7 +59,7 @@ void SessionRegistry::EndLocked(Lock& lock, Session& s, const absl::Status& stat
   } else {
     ++counters_.failed;
   }
-  spdlog::info("[session {}] ended: {}", s.id, status.ToString());
+  spdlog::info("{} ended: {}", s.log_tag, status.ToString());
   s.events->Fail(status);
   lock.Notify(s.events);
   if (!holds_resources) FinishReleaseLocked(s);
@@ -73,9 +74,8 @@ void SessionRegistry::CompleteLocked(Lock& lock, Session& s, CompletionStats sta
                              ? stats.total_seconds
                              : 0.8 * avg_session_seconds_ + 0.2 * stats.total_seconds;
   spdlog::info(
-      "[session {}] finished: {} frames in {:.2f} s ({:.1f} fps), first chunk after "
-      "{:.2f} s",
-      s.id, stats.frames, stats.total_seconds, stats.generation_fps,
+      "{} finished: {} frames in {:.2f} s ({:.1f} fps), first chunk after {:.2f} s",
+      s.log_tag, stats.frames, stats.total_seconds, stats.generation_fps,
       stats.time_to_first_chunk_seconds);
   s.events->Complete(std::move(stats));
   lock.Notify(s.events);

@@ -278,7 +278,7 @@ engine::EngineStats FakeEngine::Stats() const {
 
 engine::ModelInfo FakeEngine::Info() const {
   engine::ModelInfo info;
-  info.model_dir = "(fake)";
+  info.model_dir = "/models/fake-model";  // a path GetServerInfo must not disclose
   info.pipeline_class = "FakePipeline";
   info.transformer_class = "FakeTransformer";
   info.vae_class = "FakeVae";

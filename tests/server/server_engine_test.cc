@@ -32,6 +32,7 @@ class ServerEngineTest : public ::testing::Test {
     ASSERT_TRUE(engine.ok()) << engine.status();
     server::ServerOptions options;
     options.listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";  // never the default 8080: tests run in parallel
     auto server = server::Server::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server).release();
@@ -195,6 +196,7 @@ TEST(ServerEngineBounds, ClientsThatStopReadingAreEndedAndANormalClientCompletes
   ASSERT_TRUE(engine.ok()) << engine.status();
   server::ServerOptions options;
   options.listen = "127.0.0.1:0";
+  options.http_listen = "127.0.0.1:0";  // never the default 8080: tests run in parallel
   options.outbox_chunks = 2;
   auto server = server::Server::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();

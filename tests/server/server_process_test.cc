@@ -28,12 +28,14 @@ constexpr int kNotServing = 2;
 struct RunningServer {
   std::unique_ptr<Subprocess> process;
   std::string address;
+  std::string http_address;  // the HTTP port (/metrics, /healthz, /readyz)
 };
 
 // Starts a server binary on a free port and waits for its "listening on" line.
 RunningServer StartServerProcess(const std::string& binary, std::vector<std::string> flags,
                                  const TempDir& dir) {
-  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0"};
+  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0",
+                                   "--http-listen=127.0.0.1:0"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto p = Subprocess::Start(argv, dir.File("server.log"));
   EXPECT_TRUE(p.ok()) << p.status();
@@ -43,6 +45,9 @@ RunningServer StartServerProcess(const std::string& binary, std::vector<std::str
   auto line = s.process->WaitForLine("listening on ", 120s);
   EXPECT_TRUE(line.ok()) << line.status() << "\n" << ReadFile(dir.File("server.log"));
   if (line.ok()) s.address = line->substr(std::string("listening on ").size());
+  auto http = s.process->WaitForLine("http listening on ", 30s);
+  EXPECT_TRUE(http.ok()) << http.status() << "\n" << ReadFile(dir.File("server.log"));
+  if (http.ok()) s.http_address = http->substr(std::string("http listening on ").size());
   return s;
 }
 
@@ -194,6 +199,99 @@ TEST(ServerProcess, BadFlagsExitTwoAndALoadFailureExitsOne) {
 
 // ---------------------------------------------------------------------------------------
 // End to end: server binary + CLI binary + ffprobe.
+
+TEST(ServerProcess, ReadyzTurns503AtSigtermBeforeTheGrpcListenerClosesHealthzStaysUp) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake",
+                                       FakeFlags({"--drain-timeout=30", "--fake-step-ms=30"}), dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+  auto ready = HttpGet(s.http_address, "/readyz");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->status, 200);
+
+  auto stub = v1::LongSana::NewStub(channel);
+  OpenStream stream(*stub, SmallRequest(481));  // 12 blocks of 5 forwards of 30 ms: ~1.8 s
+  ASSERT_TRUE(stream.ReadUntil([](const v1::GenerateEvent& e) { return e.has_chunk(); }));
+  s.process->Signal(SIGTERM);
+  int readyz = 0;
+  for (int i = 0; i < 100 && readyz != 503; ++i) {
+    auto r = HttpGet(s.http_address, "/readyz");
+    ASSERT_TRUE(r.ok()) << r.status();
+    readyz = r->status;
+    if (readyz != 503) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(readyz, 503);
+  // The gRPC listener is still open (health answers NOT_SERVING), the session still runs,
+  // and liveness is fine.
+  EXPECT_EQ(*CheckHealth(channel, ""), kNotServing);
+  auto live = HttpGet(s.http_address, "/healthz");
+  ASSERT_TRUE(live.ok());
+  EXPECT_EQ(live->status, 200);
+  EXPECT_TRUE(stream.Finish().ok());
+  EXPECT_EQ(*s.process->Wait(60s), 0) << ReadFile(dir.File("server.log"));
+  EXPECT_FALSE(HttpGet(s.http_address, "/healthz", 2s).ok());  // gone with the process
+}
+
+TEST(ServerProcess, JsonLogsParseLineByLineWithSessionTenantAndRequestId) {
+  TempDir dir;
+  const std::string token = "json-log-token-0123456789";
+  WriteFile(dir.File("tokens.yaml"),
+            "tenants:\n  - name: acme\n    token: " + token + "\n    max_sessions: 2\n");
+  RunningServer s = StartServerProcess(
+      "longsana-server-fake",
+      FakeFlags({"--log-format=json", "--log-level=debug", "--auth-tokens=" + dir.File("tokens.yaml")}),
+      dir);
+  ASSERT_NE(s.process, nullptr);
+  auto channel = MakeChannel(s.address);
+  ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+  auto stub = v1::LongSana::NewStub(channel);
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + token);
+    context.AddMetadata("x-request-id", "rid-json-1");
+    auto reader = stub->Generate(&context, SmallRequest(81));
+    v1::GenerateEvent e;
+    while (reader->Read(&e)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  {
+    grpc::ClientContext context;  // no token: rejected, logged with a generated request id
+    auto reader = stub->Generate(&context, SmallRequest(81));
+    v1::GenerateEvent e;
+    while (reader->Read(&e)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  s.process->Signal(SIGTERM);
+  ASSERT_EQ(*s.process->Wait(30s), 0);
+  const std::string log_path = dir.File("server.log");
+  EXPECT_EQ(ReadFile(log_path).find(token), std::string::npos) << "the token was logged";
+
+  // Python's json module, line by line, as a log shipper would read it.
+  const std::string script = dir.File("check.py");
+  WriteFile(script, R"PY(import json, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+assert lines, "empty log"
+records = [json.loads(l) for l in lines]
+for r in records:
+    assert {"time", "level", "logger", "msg"} <= r.keys(), r
+    if "session_id" in r:
+        assert r["tenant"] and r["request_id"], r
+mine = [r for r in records if r.get("request_id") == "rid-json-1"]
+assert any("session_id" in r for r in mine), "no session line for rid-json-1"
+assert all(r["tenant"] == "acme" for r in mine), mine
+rejected = [r for r in records if "rejected (unauthenticated)" in r["msg"]]
+assert rejected and rejected[0]["tenant"] == "anonymous" and len(rejected[0]["request_id"]) == 32
+print(len(records), "records")
+)PY");
+  int code = -1;
+  const std::string out =
+      RunCommand(fmt::format("/usr/bin/python3 '{}' '{}' 2>&1", script, log_path), &code);
+  EXPECT_EQ(code, 0) << out << "\n" << ReadFile(log_path);
+}
 
 std::string Cli(const std::string& args, int* code) {
   return RunCommand(fmt::format("'{}/longsana' {} 2>&1", BinaryDir(), args), code);

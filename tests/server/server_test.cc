@@ -37,6 +37,7 @@ class ServerTest : public ::testing::Test {
   void StartServer(FakeEngineOptions engine_options = {}, ServerOptions options = {},
                    bool with_engine = true) {
     options.listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";  // never the default 8080: tests run in parallel
     options.health_poll_interval = 50ms;
     auto server = Server::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();

@@ -1,17 +1,23 @@
 #include "tests/server/server_test_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/message.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -330,6 +336,85 @@ absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path) {
 
 std::string BinaryDir() {
   return std::filesystem::canonical("/proc/self/exe").parent_path().string();
+}
+
+}  // namespace longsana::testing
+
+namespace longsana::testing {
+
+std::optional<std::string> HttpReply::Header(std::string_view lower_name) const {
+  size_t pos = 0;
+  while (pos < headers.size()) {
+    const size_t end = headers.find("\r\n", pos);
+    const std::string line = headers.substr(pos, end == std::string::npos ? end : end - pos);
+    pos = end == std::string::npos ? headers.size() : end + 2;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name != lower_name) continue;
+    size_t v = colon + 1;
+    while (v < line.size() && line[v] == ' ') ++v;
+    return line.substr(v);
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
+                                  std::chrono::milliseconds timeout) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError("host:port expected");
+  std::string host = host_port.substr(0, colon);
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  const int port = std::stoi(host_port.substr(colon + 1));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket");
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return absl::UnavailableError(fmt::format("connect {}: {}", host_port, std::strerror(errno)));
+  }
+  const std::string request =
+      fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", path, host_port);
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return absl::UnavailableError("send failed");
+  }
+  std::string raw;
+  char buf[8192];
+  while (true) {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n > 0) {
+      raw.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return absl::DeadlineExceededError("recv timed out");
+    }
+    break;
+  }
+  close(fd);
+  const size_t split = raw.find("\r\n\r\n");
+  if (split == std::string::npos || !raw.starts_with("HTTP/1.")) {
+    return absl::DataLossError(fmt::format("not an HTTP response: {}", raw.substr(0, 200)));
+  }
+  HttpReply reply;
+  reply.status = std::atoi(raw.c_str() + raw.find(' ') + 1);
+  const size_t first_line_end = raw.find("\r\n");
+  reply.headers = raw.substr(first_line_end + 2, split - first_line_end - 2);
+  reply.body = raw.substr(split + 4);
+  return reply;
 }
 
 }  // namespace longsana::testing

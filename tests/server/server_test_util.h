@@ -96,6 +96,16 @@ absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path);
 // Directory of the test binaries (where longsana-server, longsana land).
 std::string BinaryDir();
 
+// One HTTP/1.1 GET on a fresh connection (Connection: close), read to the end.
+struct HttpReply {
+  int status = 0;
+  std::string headers;  // the raw header block, lower-cased names as sent
+  std::string body;
+  std::optional<std::string> Header(std::string_view lower_name) const;
+};
+absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 // A Generate call read incrementally from the test thread.
 struct OpenStream {
   OpenStream(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,

@@ -37,6 +37,8 @@ ABSL_FLAG(int, width, 64, "Frame width.");
 ABSL_FLAG(int, height, 64, "Frame height.");
 ABSL_FLAG(int, frames, 81, "Video frames per session (1 + 4k).");
 ABSL_FLAG(int, repeats, 3, "Runs per measurement (median reported).");
+ABSL_FLAG(bool, metrics, true,
+          "Record Prometheus metrics (server and engine observer); off measures their cost.");
 ABSL_FLAG(std::vector<std::string>, sessions, std::vector<std::string>({"1", "2", "4"}),
           "Concurrent session counts for the throughput table.");
 
@@ -171,6 +173,9 @@ int main(int argc, char** argv) {
   for (const auto& s : absl::GetFlag(FLAGS_sessions)) counts.push_back(std::stoi(s));
   config.max_sessions = std::max(4, *std::max_element(counts.begin(), counts.end()));
 
+  auto metrics = std::make_shared<longsana::server::ServerMetrics>(
+      longsana::server::ServerMetrics::Options{.enabled = absl::GetFlag(FLAGS_metrics)});
+  config.observer = metrics;
   const auto load_start = Clock::now();
   auto created = engine::CreateEngine(config);
   if (!created.ok()) {
@@ -183,7 +188,8 @@ int main(int argc, char** argv) {
 
   longsana::server::ServerOptions options;
   options.listen = "127.0.0.1:0";
-  auto server = longsana::server::Server::Start(options);
+  options.http_listen = "127.0.0.1:0";  // a free port, never the default 8080
+  auto server = longsana::server::Server::Start(options, metrics);
   if (!server.ok()) {
     fmt::print(stderr, "server: {}\n", server.status().ToString());
     return 1;
@@ -194,8 +200,9 @@ int main(int argc, char** argv) {
 
   const int repeats = absl::GetFlag(FLAGS_repeats);
   const int frames = absl::GetFlag(FLAGS_frames);
-  fmt::print("request: {}x{}, {} frames; {} runs each, median\n\n", absl::GetFlag(FLAGS_width),
-             absl::GetFlag(FLAGS_height), frames, repeats);
+  fmt::print("request: {}x{}, {} frames; {} runs each, median; metrics {}\n\n",
+             absl::GetFlag(FLAGS_width), absl::GetFlag(FLAGS_height), frames, repeats,
+             absl::GetFlag(FLAGS_metrics) ? "on" : "off");
 
   // Warm both paths once (first-call allocations, the channel's connection).
   if (auto r = Direct(*eng, 1); !r.ok()) {
