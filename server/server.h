@@ -26,8 +26,10 @@ namespace longsana::server {
 class Server {
  public:
   // Binds options.listen and starts serving health (NOT_SERVING), reflection and the
-  // LongSana service (UNAVAILABLE until SetEngine). InvalidArgument for bad options;
-  // Unavailable when the address cannot be bound.
+  // LongSana service (UNAVAILABLE until SetEngine), over TLS when options.tls_cert_file is
+  // set (mTLS with tls_client_ca_file; see server/tls_files.h). InvalidArgument for bad
+  // options and unreadable or invalid TLS files (naming the flag); Unavailable when the
+  // address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown(0) if still running
   Server(const Server&) = delete;
