@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -330,6 +331,36 @@ absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path) {
 
 std::string BinaryDir() {
   return std::filesystem::canonical("/proc/self/exe").parent_path().string();
+}
+
+RunningServer StartServerProcess(const std::string& binary, const std::vector<std::string>& flags,
+                                 const std::string& log_path) {
+  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  RunningServer s;
+  auto p = Subprocess::Start(argv, log_path);
+  if (!p.ok()) {
+    fmt::print(stderr, "{} did not start: {}\n", binary, p.status().ToString());
+    return s;
+  }
+  auto line = (*p)->WaitForLine("listening on ", std::chrono::seconds(120));
+  if (!line.ok()) {
+    std::ifstream log(log_path);
+    std::stringstream text;
+    text << log.rdbuf();
+    fmt::print(stderr, "{} is not listening: {}\n{}\n", binary, line.status().ToString(),
+               text.str());
+    return s;
+  }
+  s.process = std::move(*p);
+  s.address = line->substr(std::string("listening on ").size());
+  return s;
+}
+
+std::vector<std::string> FakeFlags(std::vector<std::string> extra) {
+  std::vector<std::string> f = {"--model-dir=fake", "--fake-step-ms=20"};
+  f.insert(f.end(), extra.begin(), extra.end());
+  return f;
 }
 
 }  // namespace longsana::testing
