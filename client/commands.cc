@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "client/progress.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "longsana/v1/longsana.grpc.pb.h"
 
 namespace longsana::client {
@@ -74,18 +75,32 @@ int RpcFailure(const grpc::Status& status, const std::string& server) {
   return kExitRpcBase + static_cast<int>(status.error_code());
 }
 
-std::unique_ptr<v1::LongSana::Stub> Connect(const ConnectionOptions& c) {
+std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& c) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(c.max_receive_bytes));
-  return v1::LongSana::NewStub(
-      grpc::CreateCustomChannel(c.server, grpc::InsecureChannelCredentials(), args));
+  if (!c.tls) return grpc::CreateCustomChannel(c.server, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = c.ca_pem;
+  ssl.pem_cert_chain = c.cert_pem;
+  ssl.pem_private_key = c.key_pem;
+  if (!c.server_name.empty()) args.SetSslTargetNameOverride(c.server_name);
+  return grpc::CreateCustomChannel(c.server, grpc::SslCredentials(ssl), args);
 }
 
-void SetDeadline(grpc::ClientContext& context, const ConnectionOptions& c) {
-  if (c.timeout_seconds > 0) {
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(static_cast<int64_t>(c.timeout_seconds * 1000)));
-  }
+std::unique_ptr<v1::LongSana::Stub> Connect(const ConnectionOptions& c) {
+  return v1::LongSana::NewStub(MakeChannel(c));
+}
+
+std::chrono::system_clock::time_point After(double seconds) {
+  return std::chrono::system_clock::now() +
+         std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// The deadline and the token of every call. The token goes as plain metadata, not as gRPC
+// call credentials: those are refused on plaintext channels, and the local demo is one.
+void PrepareContext(grpc::ClientContext& context, const ConnectionOptions& c) {
+  if (c.timeout_seconds > 0) context.set_deadline(After(c.timeout_seconds));
+  if (!c.token.empty()) context.AddMetadata("authorization", "Bearer " + c.token);
 }
 
 v1::GenerateRequest BuildRequest(const std::string& prompt, const RequestOptions& o) {
@@ -215,7 +230,7 @@ int Generate(const ConnectionOptions& connection, const std::string& prompt,
              const RequestOptions& request, const std::string& output) {
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  SetDeadline(context, connection);
+  PrepareContext(context, connection);
   std::FILE* out = ProgressStream(output);
   ProgressDisplay progress(out, ::isatty(::fileno(out)) != 0);
   VideoFile file(output);
@@ -353,7 +368,7 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
   }
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  SetDeadline(context, connection);
+  PrepareContext(context, connection);
   auto stream = stub->Session(&context);
   auto shared = std::make_shared<SessionShared>();
   shared->context = &context;
@@ -419,7 +434,7 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
 int Info(const ConnectionOptions& connection, bool json) {
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  SetDeadline(context, connection);
+  PrepareContext(context, connection);
   if (connection.timeout_seconds <= 0) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   }
@@ -460,6 +475,38 @@ int Info(const ConnectionOptions& connection, bool json) {
   fmt::print("totals    {} completed, {} failed, {} cancelled, {} rejected\n", c.completed(),
              c.failed(), c.cancelled(), c.rejected());
   return kExitOk;
+}
+
+int Health(const ConnectionOptions& connection, const std::string& service) {
+  namespace health = ::grpc::health::v1;
+  const double seconds =
+      connection.timeout_seconds > 0 ? connection.timeout_seconds : kDefaultHealthTimeoutSeconds;
+  auto channel = MakeChannel(connection);
+  if (!channel->WaitForConnected(After(seconds))) {
+    fmt::print(stderr, "longsana: health: no connection to {} within {:.1f} s{}\n",
+               connection.server, seconds,
+               connection.tls ? " (a TLS handshake failure also looks like this)" : "");
+    return kExitHealthConnection;
+  }
+  grpc::ClientContext context;
+  PrepareContext(context, connection);
+  context.set_deadline(After(seconds));
+  health::HealthCheckRequest request;
+  request.set_service(service);
+  health::HealthCheckResponse response;
+  const grpc::Status status = health::Health::NewStub(channel)->Check(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    fmt::print("status: SERVICE_UNKNOWN\n");
+    return kExitHealthNotServing;
+  }
+  if (!status.ok()) {
+    fmt::print(stderr, "longsana: health: {}: {}\n", CodeName(status.error_code()),
+               status.error_message());
+    return kExitHealthRpc;
+  }
+  fmt::print("status: {}\n", health::HealthCheckResponse::ServingStatus_Name(response.status()));
+  return response.status() == health::HealthCheckResponse::SERVING ? kExitHealthServing
+                                                                   : kExitHealthNotServing;
 }
 
 }  // namespace longsana::client

@@ -5,6 +5,8 @@
 //   10 + code     the server ended the call with gRPC status `code` (e.g. 13 INVALID_ARGUMENT,
 //                 18 RESOURCE_EXHAUSTED, 24 UNAVAILABLE, 14 DEADLINE_EXCEEDED); the status
 //                 message is printed on stderr.
+// except `health`, which has grpc-health-probe's codes (kExitHealth*) so that scripts and
+// probes written for that tool work unchanged.
 #pragma once
 
 #include <cstdint>
@@ -21,12 +23,33 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitIo = 3;
 inline constexpr int kExitRpcBase = 10;
 
+// `longsana health` (grpc-health-probe's exit codes).
+inline constexpr int kExitHealthServing = 0;
+inline constexpr int kExitHealthUsage = 1;
+inline constexpr int kExitHealthConnection = 2;  // no connection within the timeout
+inline constexpr int kExitHealthRpc = 3;         // the Check RPC failed
+inline constexpr int kExitHealthNotServing = 4;  // NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN
+// Its connect and RPC deadlines (each) when ConnectionOptions::timeout_seconds is 0.
+inline constexpr double kDefaultHealthTimeoutSeconds = 5;
+
 struct ConnectionOptions {
   std::string server = "localhost:50051";
   double timeout_seconds = 0;  // whole call; 0 = no deadline
   // Largest message accepted: a default server's largest video chunk plus the framing
   // margin (proto/wire_limits.h). Raise it with the server's --max_chunk_bytes.
   int64_t max_receive_bytes = wire::kDefaultMaxReceiveBytes;
+
+  // TLS: the server's certificate must chain to the CAs of ca_pem, or with ca_pem empty to
+  // gRPC's default roots (the system's CA store). PEM contents, not paths.
+  bool tls = false;
+  std::string ca_pem;
+  // A client certificate chain and its key (mTLS); both or neither.
+  std::string cert_pem;
+  std::string key_pem;
+  // The name the server's certificate must carry; empty: the host of `server`.
+  std::string server_name;
+  // Sent as "authorization: Bearer <token>" on every call; empty: none. Never printed.
+  std::string token;
 };
 
 // GenerateRequest fields; 0 / empty = the server's default.
@@ -56,5 +79,11 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
 
 // GetServerInfo, pretty-printed (or as JSON).
 int Info(const ConnectionOptions& connection, bool json);
+
+// grpc.health.v1 Health/Check of `service` ("" = the whole server); prints "status: NAME".
+// Waits for the connection, then for the answer, each up to connection.timeout_seconds
+// (kDefaultHealthTimeoutSeconds when 0). Returns kExitHealth*: a service the server does not
+// know (NOT_FOUND) counts as SERVICE_UNKNOWN, not serving.
+int Health(const ConnectionOptions& connection, const std::string& service);
 
 }  // namespace longsana::client

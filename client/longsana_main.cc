@@ -5,15 +5,21 @@
 //   longsana session [PROMPT] -o out.mp4 ...   (stdin: a line switches the prompt;
 //                                               /recache PROMPT, /extend N, /stop, /quit)
 //   longsana info [--json]
+//   longsana health [--service NAME]          (grpc-health-probe's exit codes)
+// Every command: --tls, --ca FILE, --cert FILE --key FILE, --server_name NAME, --token TOKEN
+// (or $LONGSANA_TOKEN).
 //
 // Flags may be written with dashes or underscores. Exit codes: see client/commands.h.
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,7 +29,9 @@
 #include "client/commands.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address host:port.");
-ABSL_FLAG(double, timeout, 0, "Deadline for the whole call in seconds; 0 = none.");
+ABSL_FLAG(double, timeout, 0,
+          "Deadline for the whole call in seconds; 0 = none. health: for the connection and for "
+          "the check, each; 0 = 5 s.");
 ABSL_FLAG(std::string, o, "", "Output MP4 file ('-' = stdout); same as --output.");
 ABSL_FLAG(std::string, output, "", "Output MP4 file ('-' = stdout).");
 ABSL_FLAG(int, width, 0, "Frame width in pixels (multiple of 16); 0 = server default.");
@@ -40,6 +48,20 @@ ABSL_FLAG(int64_t, bitrate, 0, "Average bitrate in bits/s instead of --crf.");
 ABSL_FLAG(std::string, preset, "", "x264 preset (ultrafast .. placebo).");
 ABSL_FLAG(int, priority, 0, "Scheduling priority.");
 ABSL_FLAG(bool, json, false, "info: print JSON.");
+ABSL_FLAG(std::string, service, "", "health: the service to check; empty = the whole server.");
+ABSL_FLAG(bool, tls, false,
+          "Connect with TLS; the server's certificate must chain to the system's CAs (or --ca).");
+ABSL_FLAG(std::string, ca, "",
+          "PEM file of the CAs the server's certificate must chain to; implies --tls.");
+ABSL_FLAG(std::string, cert, "",
+          "PEM client certificate (chain) for servers that require one (mTLS), with --key; "
+          "implies --tls.");
+ABSL_FLAG(std::string, key, "", "PEM private key of --cert.");
+ABSL_FLAG(std::string, server_name, "",
+          "TLS: the name the server's certificate must carry, instead of the host of --server.");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token, sent as 'authorization: Bearer TOKEN' on every call; default: the "
+          "environment variable LONGSANA_TOKEN. Prefer the variable: flags show in ps.");
 ABSL_FLAG(std::string, max_receive_bytes, std::to_string(longsana::wire::kDefaultMaxReceiveBytes),
           "Largest message accepted from the server, bytes with an optional k/M/G suffix "
           "(powers of 1024). The default fits a default server (--max_chunk_bytes 16M plus "
@@ -81,9 +103,64 @@ int64_t ParseReceiveBytes(const std::string& text) {
   return static_cast<int64_t>(bytes);
 }
 
-int Usage(const std::string& message) {
+int Usage(const std::string& message, int exit_code = kExitUsage) {
   fmt::print(stderr, "longsana: {}\n{}", message, std::string(absl::ProgramUsageMessage()));
-  return kExitUsage;
+  return exit_code;
+}
+
+// The contents of a PEM file named by `flag`; false (and `error` set) when unreadable or
+// empty.
+bool ReadPemFile(const std::string& flag, const std::string& path, std::string* pem,
+                 std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = fmt::format("--{}: cannot read {}: {}", flag, path, std::strerror(errno));
+    return false;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  *pem = std::move(text).str();
+  if (pem->empty()) {
+    *error = fmt::format("--{}: {} is empty", flag, path);
+    return false;
+  }
+  return true;
+}
+
+// --tls, --ca, --cert, --key, --server_name, --token (or $LONGSANA_TOKEN) into `c`; false
+// (and `error` set) on a usage error. The CLI is an edge program: the environment is read
+// here, in main, and nowhere below.
+bool SecurityOptions(longsana::client::ConnectionOptions* c, std::string* error) {
+  const std::string ca = absl::GetFlag(FLAGS_ca);
+  const std::string cert = absl::GetFlag(FLAGS_cert);
+  const std::string key = absl::GetFlag(FLAGS_key);
+  if (cert.empty() != key.empty()) {
+    *error = "--cert and --key go together";
+    return false;
+  }
+  c->tls = absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty();
+  if (!ca.empty() && !ReadPemFile("ca", ca, &c->ca_pem, error)) return false;
+  if (!cert.empty() && (!ReadPemFile("cert", cert, &c->cert_pem, error) ||
+                        !ReadPemFile("key", key, &c->key_pem, error))) {
+    return false;
+  }
+  c->server_name = absl::GetFlag(FLAGS_server_name);
+  if (!c->server_name.empty() && !c->tls) {
+    *error = "--server_name needs TLS (--tls or --ca)";
+    return false;
+  }
+  c->token = absl::GetFlag(FLAGS_token);
+  if (c->token.empty()) {
+    if (const char* env = std::getenv("LONGSANA_TOKEN"); env != nullptr) c->token = env;
+  }
+  // A header value: visible ASCII. (The token itself is never printed.)
+  for (const char ch : c->token) {
+    if (ch < 0x21 || ch > 0x7e) {
+      *error = "the token (--token or LONGSANA_TOKEN) must be printable ASCII without spaces";
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -96,22 +173,34 @@ int main(int argc, char** argv) {
       "  longsana session [PROMPT] -o OUT.mp4 [...]   then, on stdin: a new prompt per line,\n"
       "                   /recache PROMPT, /extend N, /stop, /quit\n"
       "  longsana info [--json]\n"
+      "  longsana health [--service NAME] [--timeout S]\n"
+      "every command: --server HOST:PORT, --tls, --ca CA.pem, --cert CERT.pem --key KEY.pem,\n"
+      "               --server_name NAME, --token TOKEN (default: $LONGSANA_TOKEN)\n"
       "exit codes: 0 ok, 2 usage, 3 output file error, 10 + gRPC status code when the server\n"
-      "ends the call with an error (e.g. 13 INVALID_ARGUMENT, 24 UNAVAILABLE)\n");
+      "ends the call with an error (e.g. 13 INVALID_ARGUMENT, 24 UNAVAILABLE)\n"
+      "health (grpc-health-probe's codes): 0 SERVING, 1 usage, 2 no connection, 3 the check\n"
+      "failed, 4 not serving (NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN)\n");
   NormalizeFlagDashes(argc, argv);
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage("missing command");
   const std::string command = args[1];
+  const int usage_exit = command == "health" ? longsana::client::kExitHealthUsage : kExitUsage;
 
   longsana::client::ConnectionOptions connection;
   connection.server = absl::GetFlag(FLAGS_server);
   connection.timeout_seconds = absl::GetFlag(FLAGS_timeout);
   if (!std::isfinite(connection.timeout_seconds) || connection.timeout_seconds < 0) {
-    return Usage("--timeout must be >= 0 seconds");
+    return Usage("--timeout must be >= 0 seconds", usage_exit);
   }
   connection.max_receive_bytes = ParseReceiveBytes(absl::GetFlag(FLAGS_max_receive_bytes));
   if (connection.max_receive_bytes < 0) {
-    return Usage("--max_receive_bytes must be a byte size in [1k, 2G), e.g. 17M");
+    return Usage("--max_receive_bytes must be a byte size in [1k, 2G), e.g. 17M", usage_exit);
+  }
+  if (std::string error; !SecurityOptions(&connection, &error)) return Usage(error, usage_exit);
+
+  if (command == "health") {
+    if (args.size() > 2) return Usage("health takes no arguments", usage_exit);
+    return longsana::client::Health(connection, absl::GetFlag(FLAGS_service));
   }
 
   if (command == "info") {

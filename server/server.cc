@@ -11,6 +11,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -18,6 +19,7 @@
 #include "server/http/http_router.h"
 #include "server/http/http_server.h"
 #include "server/service.h"
+#include "server/tls_files.h"
 
 namespace longsana::server {
 namespace {
@@ -43,6 +45,26 @@ void SetConnectionBounds(const ServerOptions& o, grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                              MillisOrNever(o.max_connection_age_grace));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams);
+}
+
+// The gRPC port's credentials: plaintext, TLS, or TLS requiring a client certificate that
+// chains to the client CA (mTLS); `mode` says which for the start log line.
+std::shared_ptr<grpc::ServerCredentials> Credentials(const std::optional<TlsMaterial>& tls,
+                                                     std::string* mode) {
+  if (!tls.has_value()) {
+    *mode = "plaintext";
+    return grpc::InsecureServerCredentials();
+  }
+  const bool mtls = !tls->client_ca.empty();
+  grpc::SslServerCredentialsOptions ssl(
+      mtls ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_root_certs = tls->client_ca;
+  ssl.pem_key_cert_pairs.push_back({tls->private_key, tls->cert_chain});
+  *mode = fmt::format("{} (certificate {}, valid until {})",
+                      mtls ? "mTLS: client certificates required" : "TLS", tls->subject,
+                      tls->not_after);
+  return grpc::SslServerCredentials(ssl);
 }
 
 }  // namespace
@@ -140,6 +162,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (auto s = options.Validate(); !s.ok()) return s;
   auto host_port = ParseHostPort("listen", options.listen);
   if (!host_port.ok()) return host_port.status();
+  auto tls = LoadTlsMaterial(options);
+  if (!tls.ok()) return tls.status();
+  if (tls->has_value() && (*tls)->expired) {
+    spdlog::warn("--tls_cert {}: the certificate expired on {}; clients will refuse it",
+                 options.tls_cert_file, (*tls)->not_after);
+  }
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -169,7 +197,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  std::string security;
+  builder.AddListeningPort(options.listen, Credentials(*tls, &security), &port);
   builder.RegisterService(impl->service.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_message_bytes));
@@ -205,9 +234,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
   spdlog::info(
-      "gRPC server listening on {}:{} (health NOT_SERVING until the models are "
-      "loaded)",
-      impl->host_port.host, port);
+      "gRPC server listening on {}:{}, {} (health NOT_SERVING until the models are loaded)",
+      impl->host_port.host, port, security);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

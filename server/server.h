@@ -29,11 +29,13 @@ namespace longsana::server {
 class Server {
  public:
   // Binds options.listen and starts serving health (NOT_SERVING), reflection and the
-  // LongSana service (UNAVAILABLE until SetEngine). InvalidArgument for bad options;
-  // Unavailable when the address cannot be bound.
+  // LongSana service (UNAVAILABLE until SetEngine), over TLS when options.tls_cert_file is
+  // set (mTLS with tls_client_ca_file; see server/tls_files.h), and the HTTP port.
+  // InvalidArgument for bad options and unreadable or invalid TLS files (naming the flag);
+  // InvalidArgument / NotFound for an unreadable --auth_tokens file; Unavailable when an
+  // address cannot be bound.
   // `metrics` (optional; one is made when null) is what /metrics serves; give the same
   // object to the engine as its observer (EngineConfig::observer) before creating it.
-  // InvalidArgument / NotFound also for an unreadable --auth_tokens file.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options, std::shared_ptr<ServerMetrics> metrics = nullptr);
   ~Server();  // Shutdown(0) if still running

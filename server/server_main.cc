@@ -24,8 +24,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "server/logging.h"
+#include "absl/flags/usage_config.h"
+#include "server/config_file.h"
 #include "server/server.h"
 
 // Flag defaults are read from default-constructed config structs: the numbers live in one
@@ -96,6 +99,24 @@ ABSL_FLAG(bool, text_softcap, DefaultEngine().text_softcap,
 ABSL_FLAG(bool, exact_timesteps, DefaultEngine().exact_timesteps,
           "Exact integer timesteps (binding decision 2).");
 ABSL_FLAG(std::string, log_level, "info", "trace | debug | info | warn | error | off");
+ABSL_FLAG(std::string, log_format, "text",
+          "text | json: one human-readable line or one JSON object per log record.");
+ABSL_FLAG(std::string, config, "",
+          "YAML file of flag settings (flag: value per line, dashes or underscores; a list "
+          "flag takes a sequence). Flags on the command line win over the file; an unknown "
+          "key or a bad value fails the start.");
+ABSL_FLAG(std::string, http_listen, DefaultServer().http_listen,
+          "host:port of the HTTP port (/metrics, /healthz, /readyz); empty: no HTTP port.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the gRPC port; with --tls_key turns TLS on (default: "
+          "plaintext).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key (unencrypted) of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: with --tls_cert/--tls_key, clients must present a certificate "
+          "signed by one of them (mTLS).");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "YAML file of tenant tokens (token -> tenant and quotas); every RPC but health then "
+          "needs 'authorization: Bearer TOKEN'. Empty: no authentication.");
 
 // Cost caps on what one request may ask for (a request over one is INVALID_ARGUMENT naming
 // the field, the cap and the flag).
@@ -169,6 +190,10 @@ absl::Status ToFlagError(const absl::Status& status) {
       {"max_bitrate_bps", "max_bitrate"},
       {"presets", "allowed_presets"},
       {"max_send_message_bytes", "max_chunk_bytes"},
+      {"tls_cert_file", "tls_cert"},
+      {"tls_key_file", "tls_key"},
+      {"tls_client_ca_file", "tls_client_ca"},
+      {"auth_tokens_file", "auth_tokens"},
   };
   const std::string message(status.message());
   const size_t colon = message.find(':');
@@ -247,6 +272,39 @@ void OnSignal(int sig) {
   [[maybe_unused]] const ssize_t n = write(g_signal_pipe[1], &byte, 1);
 }
 
+// "--max_sessions: must be >= 1" -> "... (--config FILE sets max_sessions: '0')" when the
+// flag the error names got its value from the config file.
+std::string WithFileOrigin(const absl::Status& status, const AppliedSettings& from_file,
+                           const std::string& config_file) {
+  std::string message(status.message());
+  if (!message.starts_with("--")) return message;
+  const size_t colon = message.find(':');
+  if (colon == std::string::npos) return message;
+  const auto it = from_file.find(std::string_view(message).substr(2, colon - 2));
+  if (it == from_file.end()) return message;
+  return fmt::format("{} (--config {} sets {}: '{}')", message, config_file, it->first, it->second);
+}
+
+// --help and --helpshort list our flags (by default Abseil lists the flags of a file named
+// like the program, here none), with paths relative to the source tree.
+void SetUsageConfig() {
+  static const std::string_view kThisFile = __FILE__;
+  static const std::string_view kSourceRoot =
+      kThisFile.substr(0, kThisFile.size() - std::string_view("server/server_main.cc").size());
+  absl::FlagsUsageConfig usage;
+  const auto ours = [](absl::string_view file) {
+    return IsProgramFlagFile(std::string_view(file.data(), file.size()));
+  };
+  usage.contains_help_flags = ours;
+  usage.contains_helpshort_flags = ours;
+  usage.normalize_filename = [](absl::string_view file) {
+    std::string_view f(file.data(), file.size());
+    if (!kSourceRoot.empty() && f.starts_with(kSourceRoot)) f.remove_prefix(kSourceRoot.size());
+    return std::string(f);
+  };
+  absl::SetFlagsUsageConfig(usage);
+}
+
 }  // namespace
 
 void NormalizeFlagDashes(int argc, char** argv) {
@@ -299,6 +357,14 @@ absl::StatusOr<Config> ConfigFromFlags() {
   auto level = ParseLogLevel("--log_level", absl::GetFlag(FLAGS_log_level));
   if (!level.ok()) return level.status();
   c.server.log_level = *level;
+  auto format = ParseLogFormat("--log_format", absl::GetFlag(FLAGS_log_format));
+  if (!format.ok()) return format.status();
+  c.server.log_format = *format;
+  c.server.http_listen = absl::GetFlag(FLAGS_http_listen);
+  c.server.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  c.server.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  c.server.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  c.server.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
 
   c.engine.model_dir = absl::GetFlag(FLAGS_model_dir);
   if (c.engine.model_dir.empty()) return Bad("model_dir", "is required");
@@ -363,18 +429,44 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
   signal(SIGPIPE, SIG_IGN);
 
   absl::SetProgramUsageMessage(
-      "longsana-server --model_dir DIR [--listen HOST:PORT] [--device cpu|cuda] ...\n"
+      "longsana-server --model_dir DIR [--listen HOST:PORT] [--device cpu|cuda] "
+      "[--config FILE] ...\n"
       "Serves LongSANA video generation over gRPC (package longsana.v1). Flags may be "
-      "spelled with dashes or underscores.");
+      "spelled with dashes or underscores; --config FILE reads them from a YAML file "
+      "(flags on the command line win).");
+  SetUsageConfig();
   NormalizeFlagDashes(argc, argv);
+  // The file first, so that the command line, parsed next, overrides it.
+  const std::string config_file = ConfigFileArgument(argc, argv);
+  AppliedSettings from_file;
+  if (!config_file.empty()) {
+    auto applied = ApplyConfigFile(config_file);
+    if (!applied.ok()) {
+      std::fprintf(stderr, "longsana-server: %s\n",
+                   std::string(applied.status().message()).c_str());
+      return 2;
+    }
+    from_file = std::move(*applied);
+  }
+  std::map<std::string, std::string, std::less<>> file_values;  // as the flags print them
+  for (const auto& [name, text] : from_file) {
+    file_values[name] = absl::FindCommandLineFlag(name)->CurrentValue();
+  }
   const auto positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     std::fprintf(stderr, "longsana-server: unexpected argument '%s' (see --help)\n", positional[1]);
     return 2;
   }
+  // What the command line overrode does not come from the file.
+  for (auto it = from_file.begin(); it != from_file.end();) {
+    const bool overridden =
+        absl::FindCommandLineFlag(it->first)->CurrentValue() != file_values[it->first];
+    it = overridden ? from_file.erase(it) : std::next(it);
+  }
   auto config = ConfigFromFlags();
   if (!config.ok()) {
-    std::fprintf(stderr, "longsana-server: %s\n", std::string(config.status().message()).c_str());
+    std::fprintf(stderr, "longsana-server: %s\n",
+                 WithFileOrigin(config.status(), from_file, config_file).c_str());
     return 2;
   }
 
@@ -393,6 +485,11 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
   }).detach();
 
   auto progress = std::make_shared<ShutdownProgress>();
+  if (!from_file.empty()) {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : from_file) names.push_back(name);
+    spdlog::info("--config {}: {}", config_file, fmt::join(names, ", "));
+  }
   // One metrics object for the server (/metrics) and the engine (its observer).
   auto metrics = std::make_shared<ServerMetrics>(ServerMetrics::Options{
       .version = LONGSANA_VERSION,
@@ -402,13 +499,17 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
   config->engine.observer = metrics;
   auto server = Server::Start(config->server, metrics);
   if (!server.ok()) {
-    spdlog::error("{}", server.status().ToString());
-    // A bad setting (an unreadable tokens file, say) is a usage error like a bad flag.
+    // A TLS or tokens file that cannot be read or parsed is a configuration error like a
+    // bad flag (exit 2); a port that cannot be bound is a start failure (exit 1).
     const auto code = server.status().code();
-    return code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
-                   code == absl::StatusCode::kPermissionDenied
-               ? 2
-               : 1;
+    if (code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+        code == absl::StatusCode::kPermissionDenied) {
+      std::fprintf(stderr, "longsana-server: %s\n",
+                   WithFileOrigin(server.status(), from_file, config_file).c_str());
+      return 2;
+    }
+    spdlog::error("{}", server.status().ToString());
+    return 1;
   }
   std::printf("listening on %s\n", (*server)->address().c_str());
   if ((*server)->http_port() != 0) {

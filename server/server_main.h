@@ -9,9 +9,14 @@
 // watchdog started with the signal guarantees the exit: drain + grace + 5 s after it, the
 // process logs (error level) what it was still waiting for and _exit(0)s without running
 // destructors. Exit codes: 0 after a signal, 1 when the server cannot listen or the models
-// fail to load (the reason logged), 2 for bad flags.
+// fail to load (the reason logged), 2 for a configuration error (the reason on stderr,
+// naming the flag): a bad flag, a bad --config file (server/config_file.h), or a TLS file
+// (--tls_cert, --tls_key, --tls_client_ca) or tenant tokens file (--auth_tokens) that cannot
+// be read or parsed. With --http_listen it prints "http listening on HOST:PORT" next.
 //
-// Flags may be written with dashes or underscores (--model-dir or --model_dir).
+// Flags may be written with dashes or underscores (--model-dir or --model_dir); --config FILE
+// sets them from a YAML file, and flags on the command line win over it. --help lists the
+// program's flags with their defaults.
 #pragma once
 
 #include <functional>

@@ -1,21 +1,29 @@
 // ConfigFromFlags (server/server_main.h): the new flags' defaults come from the config structs,
-// their values reach the config, and a bad value is an error naming the flag. Also: the
-// framing margin the CLI uses agrees with the engine's default chunk bound.
+// their values reach the config, and a bad value is an error naming the flag. The config file
+// (server/config_file.h): every flag round-trips through it, the command line overrides it,
+// and bad files fail naming the key. Also: the framing margin the CLI uses agrees with the
+// engine's default chunk bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "engine/api/engine.h"
 #include "proto/wire_limits.h"
+#include "server/config_file.h"
 #include "server/server_config.h"
 #include "server/server_main.h"
+#include "tests/common/temp_dir.h"
 
 ABSL_DECLARE_FLAG(std::string, model_dir);
 ABSL_DECLARE_FLAG(double, drain_timeout);
@@ -40,11 +48,21 @@ ABSL_DECLARE_FLAG(int, max_concurrent_streams);
 ABSL_DECLARE_FLAG(int, max_sessions_per_peer);
 ABSL_DECLARE_FLAG(double, command_rate);
 ABSL_DECLARE_FLAG(int, command_burst);
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+ABSL_DECLARE_FLAG(std::string, tls_client_ca);
+ABSL_DECLARE_FLAG(std::string, http_listen);
+ABSL_DECLARE_FLAG(std::string, auth_tokens);
+ABSL_DECLARE_FLAG(std::string, log_format);
+ABSL_DECLARE_FLAG(int, max_sessions);
+ABSL_DECLARE_FLAG(int, queue_size);
 
 namespace longsana::server {
 namespace {
 
 using namespace std::chrono_literals;
+using ::longsana::testing::TempDir;
+using ::longsana::testing::WriteFile;
 
 class ServerFlags : public ::testing::Test {
  protected:
@@ -172,6 +190,11 @@ TEST_F(ServerFlags, BadValuesNameTheFlag) {
       {"max_sessions_per_peer", [] { absl::SetFlag(&FLAGS_max_sessions_per_peer, -1); }},
       {"command_rate", [] { absl::SetFlag(&FLAGS_command_rate, -1.0); }},
       {"command_burst", [] { absl::SetFlag(&FLAGS_command_burst, 0); }},
+      {"log_format", [] { absl::SetFlag(&FLAGS_log_format, std::string("xml")); }},
+      {"http_listen", [] { absl::SetFlag(&FLAGS_http_listen, std::string("localhost")); }},
+      {"tls_key", [] { absl::SetFlag(&FLAGS_tls_cert, std::string("/c.pem")); }},
+      {"tls_cert", [] { absl::SetFlag(&FLAGS_tls_key, std::string("/k.pem")); }},
+      {"tls_client_ca", [] { absl::SetFlag(&FLAGS_tls_client_ca, std::string("/ca.pem")); }},
   };
   for (const Case& c : cases) {
     absl::FlagSaver saver;
@@ -179,6 +202,255 @@ TEST_F(ServerFlags, BadValuesNameTheFlag) {
     const std::string error = Error();
     EXPECT_TRUE(error.starts_with("--" + c.flag + ":")) << c.flag << ": '" << error << "'";
   }
+}
+
+TEST_F(ServerFlags, OperationsFlagsReachTheirFields) {
+  {
+    auto c = ConfigFromFlags();
+    ASSERT_TRUE(c.ok()) << c.status();
+    const ServerOptions s;
+    EXPECT_EQ(c->server.http_listen, s.http_listen);
+    EXPECT_EQ(c->server.log_format, LogFormat::kText);
+    EXPECT_EQ(c->server.tls_cert_file, "");  // plaintext by default
+    EXPECT_EQ(c->server.auth_tokens_file, "");
+  }
+  absl::SetFlag(&FLAGS_tls_cert, std::string("/etc/tls/server.pem"));
+  absl::SetFlag(&FLAGS_tls_key, std::string("/etc/tls/server.key"));
+  absl::SetFlag(&FLAGS_tls_client_ca, std::string("/etc/tls/clients.pem"));
+  absl::SetFlag(&FLAGS_http_listen, std::string("127.0.0.1:9090"));
+  absl::SetFlag(&FLAGS_auth_tokens, std::string("/etc/longsana/tokens.yaml"));
+  absl::SetFlag(&FLAGS_log_format, std::string("json"));
+  auto c = ConfigFromFlags();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.tls_cert_file, "/etc/tls/server.pem");
+  EXPECT_EQ(c->server.tls_key_file, "/etc/tls/server.key");
+  EXPECT_EQ(c->server.tls_client_ca_file, "/etc/tls/clients.pem");
+  EXPECT_EQ(c->server.http_listen, "127.0.0.1:9090");
+  EXPECT_EQ(c->server.auth_tokens_file, "/etc/longsana/tokens.yaml");
+  EXPECT_EQ(c->server.log_format, LogFormat::kJson);
+
+  absl::SetFlag(&FLAGS_http_listen, std::string(""));  // no HTTP port
+  c = ConfigFromFlags();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.http_listen, "");
+}
+
+// ---------------------------------------------------------------------------------------
+// The config file.
+
+// A non-default value for every flag of ours, as written in YAML and as the flag prints it
+// afterwards (CommandLineFlag::CurrentValue). A flag added without a row here fails
+// EveryFlagHasASample, so that nobody forgets to check that the file can set it.
+struct Sample {
+  std::string yaml;
+  std::string current;  // empty: same as yaml
+};
+const std::map<std::string, Sample>& Samples() {
+  static const std::map<std::string, Sample> kSamples = {
+      {"allowed_presets", {"[ultrafast, veryfast]", "ultrafast,veryfast"}},
+      {"auth_tokens", {"/etc/longsana/tokens.yaml"}},
+      {"caption_len", {"24"}},
+      {"command_burst", {"7"}},
+      {"command_rate", {"2.5"}},
+      {"device", {"cuda"}},
+      {"drain_timeout", {"12.5"}},
+      {"encoder_threads", {"2"}},
+      {"exact_timesteps", {"true"}},
+      {"http_listen", {"'127.0.0.1:9090'", "127.0.0.1:9090"}},
+      {"keepalive_time", {"30"}},
+      {"keepalive_timeout", {"5"}},
+      {"listen", {"\"[::1]:6000\"", "[::1]:6000"}},
+      {"log_format", {"json"}},
+      {"log_level", {"debug"}},
+      {"max_batch", {"4"}},
+      {"max_bitrate", {"8M"}},
+      {"max_cached_blocks", {"2"}},
+      {"max_chunk_bytes", {"8M"}},
+      {"max_concurrent_streams", {"50"}},
+      {"max_connection_age", {"600"}},
+      {"max_connection_age_grace", {"1200"}},
+      {"max_connection_idle", {"60"}},
+      {"max_dimension", {"512"}},
+      {"max_frames", {"481"}},
+      {"max_pending_commands", {"3"}},
+      {"max_pixels", {"262144"}},
+      {"max_sessions", {"2"}},
+      {"max_sessions_per_peer", {"3"}},
+      {"max_steps", {"3"}},
+      {"media_workers", {"2"}},
+      {"memory_budget", {"2G"}},
+      {"memory_budget_fraction", {"0.5"}},
+      {"min_client_ping_interval", {"20"}},
+      {"min_crf", {"12"}},
+      {"min_dimension", {"64"}},
+      {"model_dir", {"/models/longsana"}},
+      {"outbox_chunks", {"6"}},
+      {"permit_keepalive_without_calls", {"false"}},
+      {"queue_size", {"5"}},
+      {"shutdown_grace", {"2"}},
+      {"stall_timeout", {"30"}},
+      {"text_queue_size", {"9"}},
+      {"text_softcap", {"true"}},
+      {"threads", {"3"}},
+      {"tls_cert", {"/etc/tls/server.pem"}},
+      {"tls_client_ca", {"/etc/tls/clients.pem"}},
+      {"tls_key", {"/etc/tls/server.key"}},
+  };
+  return kSamples;
+}
+
+class ConfigFile : public ::testing::Test {
+ protected:
+  // Writes `yaml` to a file and applies it.
+  absl::StatusOr<AppliedSettings> Apply(const std::string& yaml) {
+    WriteFile(path(), yaml);
+    return ApplyConfigFile(path());
+  }
+  std::string Error(const std::string& yaml) {
+    auto applied = Apply(yaml);
+    return applied.ok() ? "" : std::string(applied.status().message());
+  }
+  std::string path() const { return dir_.File("longsana.yaml"); }
+  static std::string Current(const std::string& flag) {
+    return absl::FindCommandLineFlag(flag)->CurrentValue();
+  }
+  absl::FlagSaver saver_;
+  TempDir dir_;
+};
+
+TEST_F(ConfigFile, EveryFlagHasASample) {
+  std::set<std::string> ours;
+  for (const absl::CommandLineFlag* flag : ProgramFlags()) {
+    const std::string name(flag->Name());
+    if (name == "config") continue;  // names the file; not settable inside it
+    ours.insert(name);
+    EXPECT_TRUE(Samples().contains(name))
+        << "--" << name << " has no sample in Samples(): add a non-default value";
+  }
+  for (const auto& [name, sample] : Samples()) {
+    EXPECT_TRUE(ours.contains(name)) << name << " is not a flag of ours";
+  }
+  EXPECT_TRUE(ours.contains("model_dir"));
+  EXPECT_FALSE(ours.contains("flagfile"));  // Abseil's own flags are not settings
+}
+
+TEST_F(ConfigFile, EveryFlagRoundTrips) {
+  std::string yaml = "# every flag of ours, dashes and underscores alternating\n";
+  bool dashes = false;
+  for (const auto& [name, sample] : Samples()) {
+    std::string key = name;
+    if (dashes) std::replace(key.begin(), key.end(), '_', '-');
+    dashes = !dashes;
+    yaml += key + ": " + sample.yaml + "\n";
+  }
+  auto applied = Apply(yaml);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->size(), Samples().size());
+  for (const auto& [name, sample] : Samples()) {
+    const std::string want = sample.current.empty() ? sample.yaml : sample.current;
+    EXPECT_EQ(Current(name), want) << name;
+    EXPECT_NE(Current(name), absl::FindCommandLineFlag(name)->DefaultValue())
+        << name << ": the sample must differ from the default to show that it was applied";
+    EXPECT_EQ(applied->at(name), want) << name;
+  }
+  // The samples are one valid configuration, and reach the fields.
+  auto c = ConfigFromFlags();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->engine.model_dir, "/models/longsana");
+  EXPECT_EQ(c->engine.max_sessions, 2);
+  EXPECT_EQ(c->engine.policy.presets, (std::vector<std::string>{"ultrafast", "veryfast"}));
+  EXPECT_EQ(c->engine.memory_budget_bytes, int64_t{2} << 30);
+  EXPECT_EQ(c->server.listen, "[::1]:6000");
+  EXPECT_EQ(c->server.drain_timeout, 12500ms);
+  EXPECT_FALSE(c->server.permit_keepalive_without_calls);
+  EXPECT_EQ(c->server.log_format, LogFormat::kJson);
+  EXPECT_EQ(c->server.log_level, LogLevel::kDebug);
+  EXPECT_EQ(c->server.tls_client_ca_file, "/etc/tls/clients.pem");
+  EXPECT_EQ(c->server.auth_tokens_file, "/etc/longsana/tokens.yaml");
+}
+
+TEST_F(ConfigFile, ListFlagsTakeASequenceOrCommasAndEmptyValuesAreEmpty) {
+  ASSERT_TRUE(Apply("allowed_presets:\n  - fast\n  - medium\nhttp_listen:\n").ok());
+  EXPECT_EQ(Current("allowed_presets"), "fast,medium");
+  EXPECT_EQ(Current("http_listen"), "");
+  ASSERT_TRUE(Apply("allowed_presets: ultrafast,fast\nhttp-listen: ''\n").ok());
+  EXPECT_EQ(Current("allowed_presets"), "ultrafast,fast");
+  EXPECT_EQ(Current("http_listen"), "");
+  auto empty = Apply("# nothing set\n");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->empty());
+}
+
+// ServerMain's order: the file, then the command line, which wins.
+TEST_F(ConfigFile, TheCommandLineOverridesTheFile) {
+  ASSERT_TRUE(Apply("max_sessions: 3\nqueue_size: 5\n").ok());
+  std::vector<std::string> args = {"longsana-server", "--config", path(), "--max_sessions=2"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  EXPECT_EQ(ConfigFileArgument(static_cast<int>(argv.size()), argv.data()), path());
+  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  EXPECT_EQ(absl::GetFlag(FLAGS_max_sessions), 2);
+  EXPECT_EQ(absl::GetFlag(FLAGS_queue_size), 5);
+}
+
+TEST(ConfigFileArgument, FindsTheFileInEitherSpelling) {
+  const auto find = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "prog");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return ConfigFileArgument(static_cast<int>(argv.size()), argv.data());
+  };
+  EXPECT_EQ(find({"--config=/a.yaml"}), "/a.yaml");
+  EXPECT_EQ(find({"--listen=x", "-config", "/b.yaml"}), "/b.yaml");
+  EXPECT_EQ(find({"--config=/a.yaml", "--config", "/c.yaml"}), "/c.yaml");  // the last wins
+  EXPECT_EQ(find({"--configuration=/a.yaml"}), "");
+  EXPECT_EQ(find({"--", "--config=/a.yaml"}), "");
+  EXPECT_EQ(find({}), "");
+}
+
+// Each bad file: the error names the file, the line and what is wrong with which key.
+TEST_F(ConfigFile, BadFilesFailNamingTheKey) {
+  struct Case {
+    std::string yaml;
+    std::vector<std::string> expected;  // substrings of the error
+  };
+  const std::vector<Case> cases = {
+      {"max_sessions: 2\nmax_sesions: 3\n",
+       {"line 2", "unknown key 'max_sesions'", "did you mean max_sessions?"}},
+      {"flagfile: /etc/flags\n", {"unknown key 'flagfile'"}},
+      {"max_sessions: many\n", {"line 1", "max_sessions", "'many'"}},
+      {"permit_keepalive_without_calls: perhaps\n",
+       {"permit_keepalive_without_calls", "'perhaps'"}},
+      {"engine:\n  max_sessions: 2\n", {"engine", "nested mappings are not supported"}},
+      {"max_sessions: 2\nmax-sessions: 3\n", {"line 2", "max-sessions: given twice"}},
+      {"config: other.yaml\n", {"config", "cannot name another"}},
+      {"max_sessions: [1, 2]\n", {"max_sessions", "not a list"}},
+      {"allowed_presets: [fast, [medium]]\n", {"allowed_presets", "list items"}},
+      {"- max_sessions\n", {"must be a mapping"}},
+      {"max_sessions: [2\n", {"not YAML"}},
+  };
+  for (const Case& c : cases) {
+    absl::FlagSaver saver;
+    const std::string error = Error(c.yaml);
+    EXPECT_TRUE(error.starts_with("--config " + path() + ": ")) << c.yaml << " -> " << error;
+    for (const std::string& part : c.expected) {
+      EXPECT_NE(error.find(part), std::string::npos) << c.yaml << " -> '" << error << "'";
+    }
+  }
+  auto missing = ApplyConfigFile(dir_.File("absent.yaml"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(std::string(missing.status().message()).find("No such file or directory"),
+            std::string::npos)
+      << missing.status();
+}
+
+// A value the flag's parser accepts but the Config refuses fails in ConfigFromFlags, as the
+// same value on the command line would.
+TEST_F(ConfigFile, ValuesAreValidatedLikeFlags) {
+  ASSERT_TRUE(Apply("model_dir: /m\noutbox_chunks: 0\n").ok());
+  auto c = ConfigFromFlags();
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(std::string(c.status().message()).starts_with("--outbox_chunks:")) << c.status();
 }
 
 TEST(WireLimits, TheCliDefaultMatchesTheEngineDefaultChunkBound) {

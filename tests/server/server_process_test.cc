@@ -25,45 +25,13 @@ using namespace std::chrono_literals;
 constexpr int kServing = 1;
 constexpr int kNotServing = 2;
 
-struct RunningServer {
-  std::unique_ptr<Subprocess> process;
-  std::string address;
-  std::string http_address;  // the HTTP port (/metrics, /healthz, /readyz)
-};
-
-// Starts a server binary on a free port and waits for its "listening on" line.
-RunningServer StartServerProcess(const std::string& binary, std::vector<std::string> flags,
-                                 const TempDir& dir) {
-  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0",
-                                   "--http-listen=127.0.0.1:0"};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  auto p = Subprocess::Start(argv, dir.File("server.log"));
-  EXPECT_TRUE(p.ok()) << p.status();
-  RunningServer s;
-  if (!p.ok()) return s;
-  s.process = std::move(*p);
-  auto line = s.process->WaitForLine("listening on ", 120s);
-  EXPECT_TRUE(line.ok()) << line.status() << "\n" << ReadFile(dir.File("server.log"));
-  if (line.ok()) s.address = line->substr(std::string("listening on ").size());
-  auto http = s.process->WaitForLine("http listening on ", 30s);
-  EXPECT_TRUE(http.ok()) << http.status() << "\n" << ReadFile(dir.File("server.log"));
-  if (http.ok()) s.http_address = http->substr(std::string("http listening on ").size());
-  return s;
-}
-
-std::vector<std::string> FakeFlags(std::vector<std::string> extra = {}) {
-  std::vector<std::string> f = {"--model-dir=fake", "--fake-step-ms=20"};
-  f.insert(f.end(), extra.begin(), extra.end());
-  return f;
-}
-
 #ifdef LONGSANA_HAVE_ENGINE
 // Starts longsana-server (the real engine) on the tiny checkpoint and waits until it serves.
 RunningServer StartTinyServer(std::vector<std::string> extra, const TempDir& dir) {
   std::vector<std::string> flags = {"--model-dir=" + TinyModelDir(), "--device=cpu",
                                     "--threads=2", "--caption-len=24"};
   flags.insert(flags.end(), extra.begin(), extra.end());
-  RunningServer s = StartServerProcess("longsana-server", flags, dir);
+  RunningServer s = StartServerProcess("longsana-server", flags, dir.File("server.log"));
   if (s.process != nullptr) {
     EXPECT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 300s))
         << ReadFile(dir.File("server.log"));
@@ -74,8 +42,9 @@ RunningServer StartTinyServer(std::vector<std::string> extra, const TempDir& dir
 
 TEST(ServerProcess, LoadingServingThenSigtermDrainsTheRunningSessionAndExitsZero) {
   TempDir dir;
-  RunningServer s = StartServerProcess(
-      "longsana-server-fake", FakeFlags({"--fake-load-ms=1500", "--drain-timeout=30"}), dir);
+  RunningServer s = StartServerProcess("longsana-server-fake",
+                                       FakeFlags({"--fake-load-ms=1500", "--drain-timeout=30"}),
+                                       dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   auto stub = v1::LongSana::NewStub(channel);
@@ -118,8 +87,8 @@ TEST(ServerProcess, LoadingServingThenSigtermDrainsTheRunningSessionAndExitsZero
 
 TEST(ServerProcess, SigtermCancelsSessionsLeftAfterTheDrainTimeoutWithUnavailable) {
   TempDir dir;
-  RunningServer s =
-      StartServerProcess("longsana-server-fake", FakeFlags({"--drain_timeout=0.3"}), dir);
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags({"--drain_timeout=0.3"}),
+                                       dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
@@ -143,7 +112,7 @@ TEST(ServerProcess, SigtermCancelsSessionsLeftAfterTheDrainTimeoutWithUnavailabl
 
 TEST(ServerProcess, AClientThatDisappearsMidStreamHasItsSessionCancelled) {
   TempDir dir;
-  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir);
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
@@ -189,21 +158,20 @@ TEST(ServerProcess, BadFlagsExitTwoAndALoadFailureExitsOne) {
     EXPECT_NE(ReadFile(dir.File("nomodel.log")).find("--model_dir"), std::string::npos);
   }
   {
-    RunningServer s = StartServerProcess("longsana-server-fake",
-                                         FakeFlags({"--fake_load_error=no such model"}), dir);
+    RunningServer s =
+        StartServerProcess("longsana-server-fake", FakeFlags({"--fake_load_error=no such model"}),
+                           dir.File("server.log"));
     ASSERT_NE(s.process, nullptr);
     EXPECT_EQ(*s.process->Wait(30s), 1);
     EXPECT_NE(ReadFile(dir.File("server.log")).find("no such model"), std::string::npos);
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// End to end: server binary + CLI binary + ffprobe.
-
 TEST(ServerProcess, ReadyzTurns503AtSigtermBeforeTheGrpcListenerClosesHealthzStaysUp) {
   TempDir dir;
   RunningServer s = StartServerProcess("longsana-server-fake",
-                                       FakeFlags({"--drain-timeout=30", "--fake-step-ms=30"}), dir);
+                                       FakeFlags({"--drain-timeout=30", "--fake-step-ms=30"}),
+                                       dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
@@ -241,8 +209,9 @@ TEST(ServerProcess, JsonLogsParseLineByLineWithSessionTenantAndRequestId) {
             "tenants:\n  - name: acme\n    token: " + token + "\n    max_sessions: 2\n");
   RunningServer s = StartServerProcess(
       "longsana-server-fake",
-      FakeFlags({"--log-format=json", "--log-level=debug", "--auth-tokens=" + dir.File("tokens.yaml")}),
-      dir);
+      FakeFlags({"--log-format=json", "--log-level=debug",
+                 "--auth-tokens=" + dir.File("tokens.yaml")}),
+      dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
@@ -293,13 +262,16 @@ print(len(records), "records")
   EXPECT_EQ(code, 0) << out << "\n" << ReadFile(log_path);
 }
 
+// ---------------------------------------------------------------------------------------
+// End to end: server binary + CLI binary + ffprobe.
+
 std::string Cli(const std::string& args, int* code) {
   return RunCommand(fmt::format("'{}/longsana' {} 2>&1", BinaryDir(), args), code);
 }
 
 TEST(E2E, CliGeneratesAPlayableMp4InfoAndErrorsAgainstTheServerProgram) {
   TempDir dir;
-  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir);
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
   const std::string out = dir.File("fox.mp4");

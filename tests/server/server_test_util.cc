@@ -20,6 +20,7 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -336,6 +337,53 @@ absl::StatusOr<ProbedVideo> FfprobeVideo(const std::string& path) {
 
 std::string BinaryDir() {
   return std::filesystem::canonical("/proc/self/exe").parent_path().string();
+}
+
+RunningServer StartServerProcess(const std::string& binary, const std::vector<std::string>& flags,
+                                 const std::string& log_path) {
+  std::vector<std::string> argv = {BinaryDir() + "/" + binary, "--listen=127.0.0.1:0",
+                                   "--http_listen=127.0.0.1:0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  bool http = true;  // a later --http_listen= (empty) turns the HTTP port off
+  for (const std::string& f : flags) {
+    if (f.starts_with("--http_listen=") || f.starts_with("--http-listen=")) {
+      http = f.size() > std::string("--http_listen=").size();
+    }
+  }
+  RunningServer s;
+  auto p = Subprocess::Start(argv, log_path);
+  if (!p.ok()) {
+    fmt::print(stderr, "{} did not start: {}\n", binary, p.status().ToString());
+    return s;
+  }
+  auto line = (*p)->WaitForLine("listening on ", std::chrono::seconds(120));
+  if (!line.ok()) {
+    std::ifstream log(log_path);
+    std::stringstream text;
+    text << log.rdbuf();
+    fmt::print(stderr, "{} is not listening: {}\n{}\n", binary, line.status().ToString(),
+               text.str());
+    return s;
+  }
+  s.process = std::move(*p);
+  s.address = line->substr(std::string("listening on ").size());
+  if (http) {
+    auto http_line = s.process->WaitForLine("http listening on ", std::chrono::seconds(30));
+    if (!http_line.ok()) {
+      fmt::print(stderr, "{} printed no HTTP address: {}\n", binary,
+                 http_line.status().ToString());
+      s.process.reset();
+      return s;
+    }
+    s.http_address = http_line->substr(std::string("http listening on ").size());
+  }
+  return s;
+}
+
+std::vector<std::string> FakeFlags(std::vector<std::string> extra) {
+  std::vector<std::string> f = {"--model-dir=fake", "--fake-step-ms=20"};
+  f.insert(f.end(), extra.begin(), extra.end());
+  return f;
 }
 
 }  // namespace longsana::testing

@@ -106,6 +106,24 @@ struct HttpReply {
 absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// A server program started by StartServerProcess; `process` is null when it did not start
+// (the reason is printed on stderr).
+struct RunningServer {
+  std::unique_ptr<Subprocess> process;
+  std::string address;       // "127.0.0.1:PORT" from its "listening on" line
+  std::string http_address;  // the HTTP port (/metrics, /healthz, /readyz), from its
+                             // "http listening on" line
+};
+
+// Starts BinaryDir()/binary --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 `flags` with
+// stderr to `log_path` and waits (up to 120 s) for its "listening on" and "http listening
+// on" lines.
+RunningServer StartServerProcess(const std::string& binary, const std::vector<std::string>& flags,
+                                 const std::string& log_path);
+
+// longsana-server-fake's flags for a model-less server with 20 ms steps, then `extra`.
+std::vector<std::string> FakeFlags(std::vector<std::string> extra = {});
+
 // A Generate call read incrementally from the test thread.
 struct OpenStream {
   OpenStream(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,
