@@ -21,10 +21,9 @@ constexpr const char* kTextPattern = "%Y-%m-%dT%H:%M:%S.%e %l %v";
 
 std::string IsoTimeUtc(spdlog::log_clock::time_point t) {
   const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(t);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(t - seconds).count();
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z",
-                     fmt::gmtime(spdlog::log_clock::to_time_t(t)), millis);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(t - seconds).count();
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(spdlog::log_clock::to_time_t(t)),
+                     millis);
 }
 
 class JsonFormatter final : public spdlog::formatter {

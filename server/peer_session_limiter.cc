@@ -4,35 +4,13 @@
 
 #include <utility>
 
+#include "server/http/http_router.h"
+
 namespace longsana::server {
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// gRPC writes peers as URIs, so an IPv6 host may come as %5B...%5D.
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string PeerHost(std::string_view peer) {
-  const std::string decoded = PercentDecode(peer);
+  // gRPC writes peers as URIs, so an IPv6 host may come as %5B...%5D.
+  const std::string decoded = http::PercentDecode(peer);
   std::string_view s = decoded;
   if (s.starts_with("ipv4:")) {
     s.remove_prefix(5);

@@ -113,11 +113,12 @@ struct Server::Impl {
     });
     router->Handle("GET", "/readyz", [this](const http::Request&) {
       const ServingPhase phase = service->phase();
-      if (phase == ServingPhase::kServing) return http::Response::Json(200, R"({"status":"ready"})");
-      const char* name = phase == ServingPhase::kLoading      ? "loading"
-                         : phase == ServingPhase::kDraining   ? "draining"
-                         : phase == ServingPhase::kUnhealthy  ? "unhealthy"
-                                                              : "load_failed";
+      if (phase == ServingPhase::kServing)
+        return http::Response::Json(200, R"({"status":"ready"})");
+      const char* name = phase == ServingPhase::kLoading     ? "loading"
+                         : phase == ServingPhase::kDraining  ? "draining"
+                         : phase == ServingPhase::kUnhealthy ? "unhealthy"
+                                                             : "load_failed";
       return http::Response::Json(503, fmt::format(R"({{"status":"{}"}})", name));
     });
     return router;
@@ -172,10 +173,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->host_port = *host_port;
-  impl->metrics = metrics != nullptr ? std::move(metrics)
-                                     : std::make_shared<ServerMetrics>(ServerMetrics::Options{
-                                           .version = LONGSANA_VERSION,
-                                           .build = BuildDescription()});
+  impl->metrics = metrics != nullptr
+                      ? std::move(metrics)
+                      : std::make_shared<ServerMetrics>(ServerMetrics::Options{
+                            .version = LONGSANA_VERSION, .build = BuildDescription()});
   if (!options.auth_tokens_file.empty()) {
     auto tenants = TenantDirectory::Load(options.auth_tokens_file);
     if (!tenants.ok()) return tenants.status();
@@ -229,8 +230,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                           fmt::format("http_listen: {}", std::string(http.status().message())));
     }
     impl->http = std::move(*http);
-    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz)",
-                 impl->http->address());
+    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz)", impl->http->address());
   }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
   spdlog::info(

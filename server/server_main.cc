@@ -26,9 +26,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
-#include "server/logging.h"
 #include "absl/flags/usage_config.h"
 #include "server/config_file.h"
+#include "server/logging.h"
 #include "server/server.h"
 
 // Flag defaults are read from default-constructed config structs: the numbers live in one
@@ -491,11 +491,11 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     spdlog::info("--config {}: {}", config_file, fmt::join(names, ", "));
   }
   // One metrics object for the server (/metrics) and the engine (its observer).
-  auto metrics = std::make_shared<ServerMetrics>(ServerMetrics::Options{
-      .version = LONGSANA_VERSION,
-      .build = Server::BuildDescription(),
-      .device_memory = config->engine.device == engine::DeviceKind::kCuda,
-      .max_batch = config->engine.max_batch});
+  auto metrics = std::make_shared<ServerMetrics>(
+      ServerMetrics::Options{.version = LONGSANA_VERSION,
+                             .build = Server::BuildDescription(),
+                             .device_memory = config->engine.device == engine::DeviceKind::kCuda,
+                             .max_batch = config->engine.max_batch});
   config->engine.observer = metrics;
   auto server = Server::Start(config->server, metrics);
   if (!server.ok()) {

@@ -124,8 +124,8 @@ ServerMetrics::ServerMetrics(const Options& options)
                        .Labels({})),
       chunks_(registry_.AddCounter("longsana_chunks_sent_total", "Video chunks written to clients.")
                   .Labels({})),
-      running_(registry_.AddGauge("longsana_sessions_running", "Sessions generating now.")
-                   .Labels({})),
+      running_(
+          registry_.AddGauge("longsana_sessions_running", "Sessions generating now.").Labels({})),
       queued_(registry_.AddGauge("longsana_sessions_queued", "Sessions waiting for a slot.")
                   .Labels({})),
       admissible_(registry_
@@ -135,10 +135,10 @@ ServerMetrics::ServerMetrics(const Options& options)
                       .Labels({})),
       max_sessions_(registry_.AddGauge("longsana_sessions_max", "Session slots (--max_sessions).")
                         .Labels({})),
-      slot_bytes_(registry_
-                      .AddGauge("longsana_slot_bytes_in_use",
-                                "Bytes of session state slots reserved now.")
-                      .Labels({})),
+      slot_bytes_(
+          registry_
+              .AddGauge("longsana_slot_bytes_in_use", "Bytes of session state slots reserved now.")
+              .Labels({})),
       slot_budget_(registry_
                        .AddGauge("longsana_slot_bytes_budget",
                                  "Bytes session slots may use (0: only --max_sessions limits).")
@@ -148,8 +148,8 @@ ServerMetrics::ServerMetrics(const Options& options)
                                  "1 when serving: models loaded and warmed up, not draining, "
                                  "no sticky device error.")
                        .Labels({})),
-      draining_(registry_.AddGauge("longsana_draining", "1 while draining after SIGTERM.")
-                    .Labels({})) {
+      draining_(
+          registry_.AddGauge("longsana_draining", "1 while draining after SIGTERM.").Labels({})) {
   registry_.AddGauge("longsana_build_info", "Build of this server (value 1).", {"version", "build"})
       .Labels({options.version, options.build})
       .Set(1);

@@ -46,7 +46,7 @@ std::string_view RejectReasonName(RejectReason reason);
 class ServerMetrics final : public engine::EngineObserver {
  public:
   struct Options {
-    std::string version;     // build info labels
+    std::string version;  // build info labels
     std::string build;
     bool device_memory = false;  // export the device memory gauges (CUDA)
     int max_batch = 8;           // the step batch size histogram's range

@@ -68,8 +68,8 @@ void RecordRejection(LongSanaService& service, grpc::CallbackServerContext* cont
     const auto after = reason == RejectReason::kQueueFull ? kRetryAfterQueueFull : kRetryAfterQuota;
     // gRPC's retry pushback (honoured by gRPC retry policies) and an HTTP-style hint.
     context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(after.count()));
-    context->AddTrailingMetadata("retry-after",
-                                 std::to_string(std::chrono::ceil<std::chrono::seconds>(after).count()));
+    context->AddTrailingMetadata(
+        "retry-after", std::to_string(std::chrono::ceil<std::chrono::seconds>(after).count()));
   }
 }
 
@@ -89,11 +89,10 @@ struct Admitted {
 // Validation, the tenant's priority ceiling and quotas, the per-peer cap, then Submit.
 // On a refusal returns the status and sets *reason.
 absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
-                                      grpc::CallbackServerContext* context,
-                                      const CallIdentity& who, const v1::GenerateRequest& request,
-                                      bool interactive, std::string_view rpc,
-                                      std::string_view field_prefix, EventWriter* writer,
-                                      RejectReason* reason) {
+                                      grpc::CallbackServerContext* context, const CallIdentity& who,
+                                      const v1::GenerateRequest& request, bool interactive,
+                                      std::string_view rpc, std::string_view field_prefix,
+                                      EventWriter* writer, RejectReason* reason) {
   auto engine = service.AcquireEngine();
   if (!engine.ok()) {
     *reason = ReasonOfUnavailable(service);
@@ -535,8 +534,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
 
 }  // namespace
 
-LongSanaService::LongSanaService(const ServerOptions& options, std::string build,
-                                 ServiceDeps deps)
+LongSanaService::LongSanaService(const ServerOptions& options, std::string build, ServiceDeps deps)
     : options_(options),
       build_(std::move(build)),
       deps_(deps),

@@ -232,10 +232,9 @@ void SessionOutbox::Pump(std::unique_lock<std::mutex> lock) {
     const absl::Status status = *end_status_;
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
-    const std::string line =
-        fmt::format("{} stream closed: {}; {} chunks ({} bytes) delivered in {:.3f} s", tag_,
-                    status.ok() ? "OK" : status.ToString(), chunks_delivered_, bytes_delivered_,
-                    seconds);
+    const std::string line = fmt::format(
+        "{} stream closed: {}; {} chunks ({} bytes) delivered in {:.3f} s", tag_,
+        status.ok() ? "OK" : status.ToString(), chunks_delivered_, bytes_delivered_, seconds);
     RecordOutcomeLocked(status);
     lock.unlock();
     // Failures the client caused or asked for are lifecycle; anything else is a warning.

@@ -58,8 +58,8 @@ class EventWriter {
 struct OutboxOptions {
   int max_chunks = 4;  // Congested() at this many undelivered chunks
   std::string label;   // for the log, e.g. "Generate from ipv4:127.0.0.1:4242"
-  std::string tenant;      // for logs and metric labels ("" in tests)
-  std::string request_id;  // echoed in Accepted, carried in every log line
+  std::string tenant;  // for logs and metric labels ("" in tests)
+  std::string request_id;            // echoed in Accepted, carried in every log line
   ServerMetrics* metrics = nullptr;  // optional; must outlive the outbox
   // The session's place in its tenant's quota: MarkStarted when the engine starts it,
   // Release when its stream finishes. Optional.

@@ -78,10 +78,10 @@ struct SessionInfo {
 
 struct BlockTiming {
   int64_t block = 0;
-  double dit_seconds = 0;       // sum of this block's forwards (batched time, shared)
+  double dit_seconds = 0;  // sum of this block's forwards (batched time, shared)
   double decode_seconds = 0;
   double encode_seconds = 0;
-  double ready_seconds = 0;     // since the session started, when the chunk was handed over
+  double ready_seconds = 0;  // since the session started, when the chunk was handed over
 };
 
 struct VideoChunk {

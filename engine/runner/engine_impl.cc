@@ -371,8 +371,8 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   s->submit_time = Clock::now();
   LONGSANA_ASSIGN_OR_RETURN(const int position, registry_.AddLocked(lock, s));
   text_worker_->RequestLocked(lock, s).IgnoreError();  // room checked above, under this lock
-  spdlog::info("{} submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->log_tag,
-               s->spec.width, s->spec.height, s->spec.num_frames, info.num_blocks, info.seed,
+  spdlog::info("{} submitted: {}x{}, {} frames, {} blocks, seed {}, {}", s->log_tag, s->spec.width,
+               s->spec.height, s->spec.num_frames, info.num_blocks, info.seed,
                position == 0 ? std::string("admitted") : StrCat("queued at ", position));
   return info;
 }

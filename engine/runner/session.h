@@ -23,9 +23,8 @@
 #include <variant>
 #include <vector>
 
-#include "engine/api/log_tag.h"
-
 #include "engine/api/engine.h"
+#include "engine/api/log_tag.h"
 #include "engine/media/fmp4_encoder.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
 #include "engine/runner/session_events.h"

@@ -73,10 +73,9 @@ void SessionRegistry::CompleteLocked(Lock& lock, Session& s, CompletionStats sta
   avg_session_seconds_ = avg_session_seconds_ == 0
                              ? stats.total_seconds
                              : 0.8 * avg_session_seconds_ + 0.2 * stats.total_seconds;
-  spdlog::info(
-      "{} finished: {} frames in {:.2f} s ({:.1f} fps), first chunk after {:.2f} s",
-      s.log_tag, stats.frames, stats.total_seconds, stats.generation_fps,
-      stats.time_to_first_chunk_seconds);
+  spdlog::info("{} finished: {} frames in {:.2f} s ({:.1f} fps), first chunk after {:.2f} s",
+               s.log_tag, stats.frames, stats.total_seconds, stats.generation_fps,
+               stats.time_to_first_chunk_seconds);
   s.events->Complete(std::move(stats));
   lock.Notify(s.events);
   Wake();

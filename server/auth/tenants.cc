@@ -152,8 +152,8 @@ absl::StatusOr<TenantDirectory> TenantDirectory::Load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
-    const std::string what = fmt::format("--auth_tokens: cannot read {}: {}", path,
-                                         std::strerror(err));
+    const std::string what =
+        fmt::format("--auth_tokens: cannot read {}: {}", path, std::strerror(err));
     return err == EACCES ? absl::PermissionDeniedError(what) : absl::NotFoundError(what);
   }
   std::stringstream text;
@@ -171,8 +171,9 @@ absl::StatusOr<const Tenant*> TenantDirectory::Authenticate(
   std::string_view value = *authorization;
   constexpr std::string_view kScheme = "bearer ";
   if (value.size() <= kScheme.size() ||
-      !std::equal(kScheme.begin(), kScheme.end(), value.begin(),
-                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+      !std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      })) {
     return absl::UnauthenticatedError("authorization: expected `Bearer <token>`");
   }
   value.remove_prefix(kScheme.size());
@@ -195,8 +196,7 @@ absl::StatusOr<std::shared_ptr<TenantLease>> TenantLease::Acquire(const Tenant& 
   do {
     if (limit > 0 && current >= limit) {
       return absl::ResourceExhaustedError(fmt::format(
-          "quota: tenant {} has {} live sessions, its limit (max_sessions)", tenant.name,
-          limit));
+          "quota: tenant {} has {} live sessions, its limit (max_sessions)", tenant.name, limit));
     }
   } while (!usage.sessions.compare_exchange_weak(current, current + 1));
   return std::shared_ptr<TenantLease>(new TenantLease(tenant.name, tenant.quota, tenant.usage));
@@ -214,9 +214,9 @@ absl::Status TenantLease::MarkQueued() {
   int current = usage_->queued.load();
   do {
     if (limit > 0 && current >= limit) {
-      return absl::ResourceExhaustedError(fmt::format(
-          "quota: tenant {} has {} sessions waiting for a slot, its limit (max_queued)",
-          tenant_, limit));
+      return absl::ResourceExhaustedError(
+          fmt::format("quota: tenant {} has {} sessions waiting for a slot, its limit (max_queued)",
+                      tenant_, limit));
     }
   } while (!usage_->queued.compare_exchange_weak(current, current + 1));
   queued_ = true;

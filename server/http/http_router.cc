@@ -21,12 +21,14 @@ int HexValue(char c) {
   return -1;
 }
 
-// Lenient form for queries: an invalid escape stays as written (browsers send what users type).
-std::string DecodeQueryComponent(std::string_view s) {
+}  // namespace
+
+// Lenient: an invalid escape stays as written (browsers send what users type).
+std::string PercentDecode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (plus_is_space && s[i] == '+') {
       out.push_back(' ');
     } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
                HexValue(s[i + 2]) >= 0) {
@@ -38,6 +40,10 @@ std::string DecodeQueryComponent(std::string_view s) {
   }
   return out;
 }
+
+namespace {
+
+std::string DecodeQueryComponent(std::string_view s) { return PercentDecode(s, true); }
 
 void AppendJsonEscaped(std::string_view s, std::string& out) {
   for (const char c : s) {

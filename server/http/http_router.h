@@ -105,4 +105,8 @@ class Router {
   std::unique_ptr<Node> root_;
 };
 
+// %XX escapes decoded (and '+' as a space when `plus_is_space`, the query convention);
+// an invalid escape stays as written.
+std::string PercentDecode(std::string_view s, bool plus_is_space = false);
+
 }  // namespace longsana::server::http

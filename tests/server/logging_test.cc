@@ -2,8 +2,8 @@
 #include "server/logging.h"
 
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grpc/support/log.h>
+#include <gtest/gtest.h>
 #include <spdlog/details/log_msg.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -62,9 +62,8 @@ TEST(LogFormat, TextKeepsTheMessageAsWritten) {
 }
 
 TEST(LogFormat, JsonLiftsTheTagIntoKeys) {
-  const std::string line =
-      Format(LogFormat::kJson, "[session=5 tenant=acme request_id=r-9] block 3 sent",
-             spdlog::level::warn);
+  const std::string line = Format(
+      LogFormat::kJson, "[session=5 tenant=acme request_id=r-9] block 3 sent", spdlog::level::warn);
   ASSERT_EQ(line.back(), '\n');
   const auto j = nlohmann::json::parse(line);
   EXPECT_EQ(j["level"], "warning");
@@ -79,7 +78,8 @@ TEST(LogFormat, JsonLiftsTheTagIntoKeys) {
 }
 
 TEST(LogFormat, JsonEscapesAndRepairsAnyMessage) {
-  const std::string nasty = std::string("quote \" backslash \\ newline \n tab \t bad utf8 \xff\xfe");
+  const std::string nasty =
+      std::string("quote \" backslash \\ newline \n tab \t bad utf8 \xff\xfe");
   const std::string line = Format(LogFormat::kJson, nasty);
   EXPECT_EQ(line.find('\n'), line.size() - 1);  // one line
   const auto j = nlohmann::json::parse(line);

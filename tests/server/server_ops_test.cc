@@ -64,7 +64,7 @@ class ServerOpsTest : public ::testing::Test {
     max_sessions: 4
     max_queued: 1
 )",
-                                                     kAcmeToken, kBetaToken));
+                                                    kAcmeToken, kBetaToken));
     ServerOptions options;
     options.auth_tokens_file = dir_.File("tokens.yaml");
     StartServer(options, engine_options);

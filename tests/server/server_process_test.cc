@@ -207,11 +207,10 @@ TEST(ServerProcess, JsonLogsParseLineByLineWithSessionTenantAndRequestId) {
   const std::string token = "json-log-token-0123456789";
   WriteFile(dir.File("tokens.yaml"),
             "tenants:\n  - name: acme\n    token: " + token + "\n    max_sessions: 2\n");
-  RunningServer s = StartServerProcess(
-      "longsana-server-fake",
-      FakeFlags({"--log-format=json", "--log-level=debug",
-                 "--auth-tokens=" + dir.File("tokens.yaml")}),
-      dir.File("server.log"));
+  RunningServer s = StartServerProcess("longsana-server-fake",
+                                       FakeFlags({"--log-format=json", "--log-level=debug",
+                                                  "--auth-tokens=" + dir.File("tokens.yaml")}),
+                                       dir.File("server.log"));
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));

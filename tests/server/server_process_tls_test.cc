@@ -397,9 +397,9 @@ TEST(ServerProgram, TheConfigFileConfiguresTheServerAndTheCommandLineWins) {
   s.process->Signal(SIGTERM);
   EXPECT_EQ(*s.process->Wait(30s), 0);
   const std::string log = ReadFile(dir.File("server.log"));
-  EXPECT_NE(log.find("--config " + dir.File("longsana.yaml") +
-                     ": fake_step_ms, max_frames, model_dir"),
-            std::string::npos)
+  EXPECT_NE(
+      log.find("--config " + dir.File("longsana.yaml") + ": fake_step_ms, max_frames, model_dir"),
+      std::string::npos)
       << log;
 }
 

@@ -17,8 +17,8 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -370,8 +370,7 @@ RunningServer StartServerProcess(const std::string& binary, const std::vector<st
   if (http) {
     auto http_line = s.process->WaitForLine("http listening on ", std::chrono::seconds(30));
     if (!http_line.ok()) {
-      fmt::print(stderr, "{} printed no HTTP address: {}\n", binary,
-                 http_line.status().ToString());
+      fmt::print(stderr, "{} printed no HTTP address: {}\n", binary, http_line.status().ToString());
       s.process.reset();
       return s;
     }

@@ -23,12 +23,14 @@ std::string Directory() {
   return std::string(R"(
 tenants:
   - name: acme
-    token: )") + kTokenA + R"(
+    token: )") +
+         kTokenA + R"(
     max_sessions: 2
     max_queued: 1
     max_priority: 5
   - name: beta
-    token: )" + kTokenB + R"(
+    token: )" +
+         kTokenB + R"(
 )";
 }
 
@@ -58,7 +60,7 @@ TEST(TenantDirectory, AuthenticatesBearerTokens) {
        {std::optional<std::string_view>(), std::optional<std::string_view>(""),
         std::optional<std::string_view>("Bearer"), std::optional<std::string_view>("Basic abc"),
         std::optional<std::string_view>("Bearer token-of-acme-012345678"),  // one byte short
-        std::optional<std::string_view>(kTokenA)}) {                       // no scheme
+        std::optional<std::string_view>(kTokenA)}) {                        // no scheme
     auto r = dir->Authenticate(bad);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
