@@ -22,7 +22,8 @@ rm -f "$out" "$demo/server.out"
 echo
 echo "== longsana-server --model-dir tests/testdata/tiny-longsana (log: $demo/server.log)"
 build/bin/longsana-server --model-dir tests/testdata/tiny-longsana --device cpu \
-  --listen 127.0.0.1:0 --threads 2 --caption-len 24 --max-frames 161 --drain-timeout 30 \
+  --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --threads 2 --caption-len 24 --max-frames 161 \
+  --drain-timeout 30 \
   >"$demo/server.out" 2>"$demo/server.log" &
 server_pid=$!
 trap 'kill -KILL "$server_pid" 2>/dev/null || true' EXIT
@@ -43,7 +44,14 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$addr" ] || fail "the server did not report its address"
-echo "listening on $addr; loading the models and warming up"
+http_addr=""
+for _ in $(seq 1 100); do
+  http_addr=$(sed -n 's/^http listening on //p' "$demo/server.out" | head -n 1)
+  [ -n "$http_addr" ] && break
+  sleep 0.1
+done
+[ -n "$http_addr" ] || fail "the server did not report its HTTP address"
+echo "listening on $addr (HTTP: $http_addr); loading the models and warming up"
 
 # Ready once GetServerInfo answers (UNAVAILABLE, exit code 24, while the models load).
 ready=0
@@ -71,6 +79,15 @@ probe=$(ffprobe -v error -count_frames -select_streams v:0 \
 echo "codec,width,height,frames: $probe"
 [ "$probe" = "h264,$width,$height,$frames" ] ||
   fail "expected h264,$width,$height,$frames from ffprobe, got '$probe'"
+
+echo
+echo "== longsana health; GET http://$http_addr/metrics (a few of the series)"
+build/bin/longsana health --server "$addr" || fail "longsana health: exit $?"
+exec 3<>"/dev/tcp/${http_addr%:*}/${http_addr##*:}"
+printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$http_addr" >&3
+grep -E '^longsana_(sessions_ended_total[{]|time_to_first_chunk_seconds_(sum|count) |chunk_bytes_sent_total )' \
+  <&3 || true
+exec 3<&-
 
 echo
 echo "== SIGTERM: drain and stop the server"
