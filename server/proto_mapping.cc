@@ -36,6 +36,9 @@ absl::StatusOr<int> ResolveNumFrames(const v1::GenerateRequest& request,
   switch (request.length_case()) {
     case v1::GenerateRequest::LENGTH_NOT_SET:
       return std::min(81, limits.max_num_frames);
+    case v1::GenerateRequest::kLive:
+      if (!request.live()) return Bad("live", "false is not a length: leave the oneof unset");
+      return limits.max_live_frames;  // the longest it may grow; the engine starts smaller
     case v1::GenerateRequest::kNumFrames: {
       const uint32_t n = request.num_frames();
       if (n >= 1 && (n - 1) % kVideoFramesPerLatentFrame == 0 &&
@@ -142,6 +145,7 @@ RequestLimits RequestLimits::FromModelInfo(const engine::ModelInfo& info) {
   l.max_dimension = info.max_dimension;
   l.dimension_multiple = info.dimension_multiple > 0 ? info.dimension_multiple : 16;
   l.max_num_frames = info.max_num_frames;
+  l.max_live_frames = info.max_live_frames;
   l.fps = info.fps;
   l.block_latent_frames = info.block_latent_frames > 0 ? info.block_latent_frames : 10;
   return l;
@@ -176,6 +180,7 @@ absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& req
   auto frames = ResolveNumFrames(request, limits);
   if (!frames.ok()) return frames.status();
   spec.num_frames = *frames;
+  spec.live = request.length_case() == v1::GenerateRequest::kLive;
 
   const int64_t num_blocks = NumBlocks(spec.num_frames, limits.block_latent_frames);
   if (request.prompt_timeline_size() > kMaxTimelineSegments) {
@@ -290,6 +295,7 @@ v1::Accepted ToAccepted(const engine::SessionInfo& info) {
   a.set_num_cached_blocks(info.num_cached_blocks);
   a.set_motion_score(info.motion_score);
   a.set_queue_position(static_cast<uint32_t>(std::max(0, info.queue_position)));
+  a.set_live(info.live);
   for (int64_t f : info.block_first_frames) a.add_block_first_frames(static_cast<uint32_t>(f));
   return a;
 }
@@ -342,6 +348,7 @@ v1::Completed ToProto(const engine::CompletionStats& stats) {
   c.set_queue_seconds(stats.queue_seconds);
   c.set_total_seconds(stats.total_seconds);
   c.set_generation_fps(stats.generation_fps);
+  c.set_detail(stats.detail);
   for (const auto& b : stats.block_timings) {
     auto* t = c.add_block_timings();
     t->set_block(static_cast<uint32_t>(b.block));
@@ -382,6 +389,7 @@ v1::ServerInfo ToServerInfo(const engine::ModelInfo& info, const engine::EngineS
   l->set_max_dimension(static_cast<uint32_t>(info.max_dimension));
   l->set_dimension_multiple(static_cast<uint32_t>(info.dimension_multiple));
   l->set_max_num_frames(static_cast<uint32_t>(info.max_num_frames));
+  l->set_max_live_frames(static_cast<uint32_t>(info.max_live_frames));
   l->set_fps(static_cast<uint32_t>(info.fps));
   l->set_block_frames(static_cast<uint32_t>(info.block_latent_frames * kVideoFramesPerLatentFrame));
   l->set_max_prompt_bytes(static_cast<uint32_t>(kMaxPromptBytes));

@@ -34,6 +34,7 @@ struct RequestLimits {
   int max_dimension = 1280;
   int dimension_multiple = 16;
   int max_num_frames = 961;
+  int max_live_frames = 3841;
   int fps = 16;
   int block_latent_frames = 10;
 

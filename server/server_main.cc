@@ -84,6 +84,9 @@ ABSL_FLAG(int, encoder_threads, DefaultEngine().encoder_threads,
           "x264 threads per session; 0: automatic.");
 ABSL_FLAG(int, media_workers, DefaultEngine().media_workers,
           "Threads decoding and encoding finished blocks; 0: from the core count.");
+ABSL_FLAG(double, max_live_seconds, DefaultSeconds(DefaultEngine().max_live_seconds),
+          "Seconds of video after which a live session completes (never past the model's "
+          "RoPE coverage, 255.8 s for LongSANA).");
 ABSL_FLAG(double, stall_timeout, DefaultSeconds(DefaultEngine().stall_timeout),
           "Seconds a session whose client reads nothing may stay paused before it ends with "
           "DEADLINE_EXCEEDED and frees its slot; 0: never.");
@@ -342,6 +345,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
                       86400.0, &c.server.max_connection_age_grace},
            std::tuple{"stall_timeout", absl::GetFlag(FLAGS_stall_timeout), 86400.0,
                       &c.engine.stall_timeout},
+           std::tuple{"max_live_seconds", absl::GetFlag(FLAGS_max_live_seconds), 86400.0,
+                      &c.engine.max_live_seconds},
        }) {
     if (!std::isfinite(value) || value < 0 || value > limit) {
       return Bad(flag, fmt::format("must be in [0, {}] seconds", limit));

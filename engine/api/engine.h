@@ -48,6 +48,10 @@ struct SessionSpec {
   int width = 832;                            // pixels, multiple of 16
   int height = 480;
   int num_frames = 81;                        // 1 + 4k video frames (16 fps: 16 s + 1)
+  // Open-ended: num_frames is ignored; the video grows block by block until a stop, a
+  // cancel, or the live limit (EngineConfig::max_live_seconds, never past the model's RoPE
+  // coverage: ModelInfo::max_live_frames), where it completes.
+  bool live = false;
   uint64_t seed = 0;                          // 0: the engine picks one and reports it
   std::vector<double> timesteps;              // empty: {1000, 960, 889, 727}
   int num_cached_blocks = -1;                 // -1 global context, K > 0 last K blocks
@@ -73,6 +77,7 @@ struct SessionInfo {
   int motion_score = 10;
   int fps = 16;
   int queue_position = 0;       // 0: admitted and running; k > 0: k-th in the queue
+  bool live = false;            // open-ended: the lengths above grow
   int64_t slot_bytes = 0;       // state + decoder cache + caption bytes reserved
 };
 
@@ -126,6 +131,7 @@ struct CompletionStats {
   double total_seconds = 0;                // from start to the last chunk
   double generation_fps = 0;               // frames / total_seconds
   std::vector<BlockTiming> block_timings;
+  std::string detail;                      // why a live session ended here ("" otherwise)
 };
 
 // Receives one session's events. Implemented by the server (and by tests).
@@ -196,6 +202,9 @@ struct EngineConfig {
   int queue_size = 16;              // waiting sessions beyond which Submit fails
   int max_batch = 8;                // work items per DiT forward
   int max_num_frames = 961;         // per session, extensions included
+  // A live session completes when its video reaches this length (and at the latest where
+  // the model's RoPE table ends).
+  std::chrono::milliseconds max_live_seconds{240'000};
   int min_dimension = 32;           // width/height limits in pixels (multiples of 16)
   int max_dimension = 1280;
   int caption_len = 300;            // caption tokens (BOS + L-1)
@@ -242,6 +251,7 @@ struct ModelInfo {
   int default_width = 832, default_height = 480;
   int min_dimension = 32, max_dimension = 1280, dimension_multiple = 16;
   int max_num_frames = 961;
+  int max_live_frames = 3841;       // a live session's longest video (limit and RoPE)
   std::string version;              // longsana-serve version
 };
 

@@ -20,6 +20,9 @@ absl::Status EngineConfig::Validate() const {
   if (memory_budget_bytes < 0) return Bad("memory_budget_bytes", "must be >= 0");
   if (queue_size < 0 || queue_size > 1 << 20) return Bad("queue_size", "must be in [0, 1048576]");
   if (max_batch < 1 || max_batch > 256) return Bad("max_batch", "must be in [1, 256]");
+  if (max_live_seconds < std::chrono::seconds(1) || max_live_seconds > std::chrono::hours(24)) {
+    return Bad("max_live_seconds", "must be in [1 s, 24 h]");
+  }
   if (max_num_frames < 1 || (max_num_frames - 1) % 4 != 0) {
     return Bad("max_num_frames", "must be 1 + 4k");
   }

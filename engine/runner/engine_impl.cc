@@ -136,6 +136,14 @@ absl::Status EngineImpl::Load() {
   // frames than that cannot be generated, so the limits never exceed it.
   const int64_t rope = dir_.transformer.rope_max_seq_len;
   const int64_t rope_frames = 1 + 4 * (rope - 1);
+  const double live_seconds = std::chrono::duration<double>(config_.max_live_seconds).count();
+  const int64_t live_frames = 1 + 4 * static_cast<int64_t>(config_.fps * live_seconds / 4.0);
+  live_limit_frames_ = static_cast<int>(std::min(live_frames, rope_frames));
+  if (live_frames > rope_frames) {
+    spdlog::warn(
+        "max_live_seconds {:.0f} s lowered to {:.1f} s: the model's RoPE covers {} latent frames",
+        live_seconds, static_cast<double>(rope_frames - 1) / config_.fps, rope);
+  }
   if (config_.max_num_frames > rope_frames) {
     spdlog::warn("max_num_frames {} lowered to {}: the model's RoPE covers {} latent frames",
                  config_.max_num_frames, rope_frames, rope);
@@ -232,8 +240,8 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
                                " pixels, more than this server allows (", policy.max_pixels,
                                ", --max-pixels)"));
   }
-  if (spec.num_frames < 1 || (spec.num_frames - 1) % 4 != 0 ||
-      spec.num_frames > config_.max_num_frames) {
+  if (!spec.live && (spec.num_frames < 1 || (spec.num_frames - 1) % 4 != 0 ||
+                     spec.num_frames > config_.max_num_frames)) {
     return Bad("num_frames", StrCat("must be 1 + 4k in [1, ", config_.max_num_frames, "], got ",
                                     spec.num_frames));
   }
@@ -254,7 +262,8 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
   if (spec.motion_score < 1 || spec.motion_score > 100) {
     return Bad("motion_score", StrCat("must be in [1, 100], got ", spec.motion_score));
   }
-  const int64_t latent_frames = (spec.num_frames - 1) / 4 + 1;
+  // A live video may grow to the live limit: its timeline may name any block up to there.
+  const int64_t latent_frames = ((spec.live ? live_limit_frames_ : spec.num_frames) - 1) / 4 + 1;
   const int64_t blocks =
       static_cast<int64_t>(BlockBoundaries(latent_frames, sampler.block_frames).size()) - 1;
   int64_t previous = 0;
@@ -327,9 +336,16 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   // fewer slots. Only a Session stream can grow its video later.
   auto s = std::make_shared<Session>();
   s->sampler_options = SamplerOptionsFor(spec);
-  const int64_t latent_frames = (spec.num_frames - 1) / 4 + 1;
+  int64_t latent_frames = (spec.num_frames - 1) / 4 + 1;
+  if (spec.live) {
+    // Two blocks to start with; the runner appends one whenever only one is left unstarted.
+    s->live_limit_latent_frames = (live_limit_frames_ - 1) / 4 + 1;
+    latent_frames =
+        std::min<int64_t>(2 * s->sampler_options.block_frames, s->live_limit_latent_frames);
+    spec.num_frames = static_cast<int>(FirstVideoFrame(latent_frames));
+  }
   s->latent_bounds = BlockBoundaries(latent_frames, s->sampler_options.block_frames);
-  if (!spec.interactive && spec.num_cached_blocks > 0) {
+  if (!spec.interactive && !spec.live && spec.num_cached_blocks > 0) {
     spec.num_cached_blocks =
         static_cast<int>(std::min<int64_t>(spec.num_cached_blocks, s->num_blocks()));
     s->sampler_options.num_cached_blocks = spec.num_cached_blocks;
@@ -350,8 +366,9 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   info.motion_score = spec.motion_score;
   info.fps = config_.fps;
   info.slot_bytes = s->slot_bytes;
+  info.live = spec.live;
   s->spec = std::move(spec);
-  RefreshLengthsLocked(*s);  // not shared yet
+  s->RefreshLengths();  // not shared yet
 
   SessionRegistry::Lock lock(registry_);
   if (registry_.draining || registry_.stopping) {
@@ -466,6 +483,10 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock&
 }
 
 absl::StatusOr<CommandAck> EngineImpl::ExtendLocked(Session& s, const ExtendCommand& command) {
+  if (s.spec.live) {
+    return absl::FailedPreconditionError(
+        "extend: a live session grows by itself until it is stopped");
+  }
   const int num_frames = command.num_frames;
   if (num_frames < 4 || num_frames % 4 != 0) {
     return Bad("extend.num_frames", StrCat("must be a positive multiple of 4, got ", num_frames));
@@ -479,12 +500,7 @@ absl::StatusOr<CommandAck> EngineImpl::ExtendLocked(Session& s, const ExtendComm
   // sampler the same blocks before its next forward.
   const int64_t added = num_frames / 4;
   const int64_t first_new = s.num_blocks();
-  const int64_t target = s.latent_bounds.back() + added;
-  while (s.latent_bounds.back() < target) {
-    s.latent_bounds.push_back(
-        std::min(target, s.latent_bounds.back() + s.sampler_options.block_frames));
-  }
-  RefreshLengthsLocked(s);
+  s.AppendLatentFrames(added);
   s.dit_done = false;
   s.pending_ops.push_back(ExtendOp{added});
   CommandAck ack;
@@ -500,7 +516,7 @@ absl::StatusOr<CommandAck> EngineImpl::StopLocked(Session& s) {
   const int64_t last = std::max<int64_t>(0, s.next_unstarted_block - 1);
   if (last < s.num_blocks() - 1) {
     s.latent_bounds.resize(last + 2);
-    RefreshLengthsLocked(s);
+    s.RefreshLengths();
     s.pending_ops.push_back(StopAfterOp{last});
   }
   s.stopped = true;
@@ -560,19 +576,9 @@ ModelInfo EngineImpl::Info() const {
   m.min_dimension = config_.min_dimension;
   m.max_dimension = config_.max_dimension;
   m.max_num_frames = config_.max_num_frames;
+  m.max_live_frames = live_limit_frames_;
   m.version = LONGSANA_VERSION;
   return m;
-}
-
-void EngineImpl::RefreshLengthsLocked(Session& s) {
-  SessionInfo& info = s.info;
-  info.latent_frames = s.latent_bounds.back();
-  info.num_frames = static_cast<int>(FirstVideoFrame(info.latent_frames));
-  info.num_blocks = static_cast<int64_t>(s.latent_bounds.size()) - 1;
-  info.block_first_frames.clear();
-  for (int64_t b = 0; b < info.num_blocks; ++b) {
-    info.block_first_frames.push_back(FirstVideoFrame(s.latent_bounds[b]));
-  }
 }
 
 void EngineImpl::Drain(std::chrono::milliseconds timeout) {

@@ -63,9 +63,9 @@ class EngineImpl final : public Engine {
                                                 SwitchPromptCommand command);
   absl::StatusOr<CommandAck> ExtendLocked(Session& s, const ExtendCommand& command);
   absl::StatusOr<CommandAck> StopLocked(Session& s);
-  static void RefreshLengthsLocked(Session& s);
 
   EngineConfig config_;
+  int live_limit_frames_ = 0;  // a live session's longest video: max_live_seconds and RoPE
   at::Device device_;
   ModelDirectory dir_;
   std::unique_ptr<DitModel> dit_;

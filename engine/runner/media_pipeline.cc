@@ -36,6 +36,10 @@ void MaybeCompleteLocked(SessionRegistry::Lock& lock, Session& s) {
   stats.total_seconds = since_start;
   stats.generation_fps = since_start > 0 ? static_cast<double>(stats.frames) / since_start : 0;
   stats.block_timings = s.timings;
+  if (s.live_limit_reached) {
+    stats.detail = StrCat("live limit reached: ", stats.frames,
+                          " frames (--max-live-seconds, at most the model's RoPE coverage)");
+  }
   lock.registry().CompleteLocked(lock, s, std::move(stats));
 }
 

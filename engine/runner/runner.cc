@@ -61,6 +61,22 @@ double Runner::DeadlineLocked(const Session& s) const {
   return Seconds(s.start_time - epoch_) + block_seconds * static_cast<double>(s.sampler->block());
 }
 
+void Runner::GrowLiveLocked(Session& s) {
+  if (!s.spec.live || s.stopped || s.next_unstarted_block < s.num_blocks() - 1) return;
+  const int64_t room = s.live_limit_latent_frames - s.latent_bounds.back();
+  if (room <= 0) {
+    // The video ends with the blocks it has; commands are refused from here on.
+    s.live_limit_reached = true;
+    s.stopped = true;
+    spdlog::info("{} live limit reached at {} frames", s.log_tag, s.info.num_frames);
+    return;
+  }
+  const int64_t added = std::min<int64_t>(room, s.sampler_options.block_frames);
+  s.AppendLatentFrames(added);
+  s.pending_ops.push_back(ExtendOp{added});
+  s.dit_done = false;
+}
+
 void Runner::ApplyOpsLocked(SessionRegistry::Lock& lock, Session& s) {
   try {
     while (!s.pending_ops.empty()) {
@@ -156,6 +172,7 @@ void Runner::Loop() {
         continue;
       }
       if (s->stage != Session::Stage::kRunning || s->in_flight) continue;
+      GrowLiveLocked(*s);
       ApplyOpsLocked(lock, *s);
       if (s->ended() || StalledLocked(lock, *s, now)) continue;
       if (s->dit_done) {

@@ -47,6 +47,9 @@ class Runner {
 
  private:
   void Loop();
+  // A live session with at most one block left unstarted gets one more (up to its live
+  // limit), so that it never completes by itself and a switch never needs an extend.
+  void GrowLiveLocked(Session& s);
   void ApplyOpsLocked(SessionRegistry::Lock& lock, Session& s);
   bool StalledLocked(SessionRegistry::Lock& lock, Session& s, Clock::time_point now);
   // Applies a prompt switch due at the block the session is about to start. False while

@@ -101,6 +101,9 @@ struct Session {
   bool stopped = false;          // an accepted stop: no commands after it
   std::deque<SamplerOp> pending_ops;
   int64_t next_unstarted_block = 0;  // first block no forward has been issued for
+  // Live sessions: the longest the video may grow (latent frames), and whether it got there.
+  int64_t live_limit_latent_frames = 0;
+  bool live_limit_reached = false;
   // Runner coordination.
   bool in_flight = false;  // in the runner's hands outside the lock (set-up or a forward)
   bool dit_done = false;
@@ -125,6 +128,18 @@ struct Session {
   std::vector<BlockTiming> timings;
 
   int64_t num_blocks() const { return static_cast<int64_t>(latent_bounds.size()) - 1; }
+  // Registry lock held: latent_bounds grown by `latent_frames` (in blocks of the sampler's
+  // block size) and info's lengths updated. The caller queues the matching ExtendOp.
+  void AppendLatentFrames(int64_t latent_frames) {
+    const int64_t target = latent_bounds.back() + latent_frames;
+    while (latent_bounds.back() < target) {
+      latent_bounds.push_back(std::min(target, latent_bounds.back() + sampler_options.block_frames));
+    }
+    RefreshLengths();
+  }
+  // Registry lock held: info.latent_frames / num_frames / num_blocks / block_first_frames
+  // from latent_bounds.
+  void RefreshLengths();
   bool ended() const { return stage == Stage::kEnded || stage == Stage::kReleased; }
 };
 
@@ -132,6 +147,16 @@ struct Session {
 // frame, every later one four.
 inline int64_t FirstVideoFrame(int64_t latent_begin) {
   return latent_begin == 0 ? 0 : 4 * latent_begin - 3;
+}
+
+inline void Session::RefreshLengths() {
+  info.latent_frames = latent_bounds.back();
+  info.num_frames = static_cast<int>(FirstVideoFrame(info.latent_frames));
+  info.num_blocks = num_blocks();
+  info.block_first_frames.clear();
+  for (int64_t b = 0; b < info.num_blocks; ++b) {
+    info.block_first_frames.push_back(FirstVideoFrame(latent_bounds[b]));
+  }
 }
 
 }  // namespace longsana::engine

@@ -277,6 +277,7 @@ const std::map<std::string, Sample>& Samples() {
       {"max_sessions", {"2"}},
       {"max_sessions_per_peer", {"3"}},
       {"max_steps", {"3"}},
+      {"max_live_seconds", {"60"}},
       {"media_workers", {"2"}},
       {"memory_budget", {"2G"}},
       {"memory_budget_fraction", {"0.5"}},
