@@ -163,7 +163,7 @@ class VideoFile {
   std::string error_;
 };
 
-// Handles one event of a Generate/Session stream; false on an output error.
+// Handles one event of a Generate/Session/Watch stream; false on an output error.
 bool HandleEvent(const v1::GenerateEvent& e, ProgressDisplay& progress, VideoFile& file) {
   switch (e.event_case()) {
     case v1::GenerateEvent::kAccepted: {
@@ -171,6 +171,13 @@ bool HandleEvent(const v1::GenerateEvent& e, ProgressDisplay& progress, VideoFil
       progress.Accepted(a.session_id(), static_cast<int>(a.width()), static_cast<int>(a.height()),
                         static_cast<int>(a.num_frames()), static_cast<int>(a.num_blocks()),
                         a.seed(), static_cast<int>(a.queue_position()));
+      return true;
+    }
+    case v1::GenerateEvent::kWatching: {  // shown as the session's Accepted
+      const auto& a = e.watching().session();
+      progress.Accepted(a.session_id(), static_cast<int>(a.width()), static_cast<int>(a.height()),
+                        static_cast<int>(a.num_frames()), static_cast<int>(a.num_blocks()),
+                        a.seed(), 0);
       return true;
     }
     case v1::GenerateEvent::kQueued:
@@ -222,6 +229,25 @@ int FinishStream(const grpc::Status& status, const std::string& server,
   return kExitOk;
 }
 
+// Reads a Generate or Watch stream to its end (the caller then calls Finish), writing its
+// chunks to `file`. False after an output error, printed, the call cancelled and finished.
+bool ReadToFile(grpc::ClientReader<v1::GenerateEvent>& reader, grpc::ClientContext& context,
+                ProgressDisplay& progress, VideoFile& file,
+                std::optional<v1::Completed>* completed) {
+  v1::GenerateEvent event;
+  while (reader.Read(&event)) {
+    if (!HandleEvent(event, progress, file)) {
+      context.TryCancel();
+      reader.Finish();
+      progress.Break();
+      fmt::print(stderr, "longsana: {}\n", file.error());
+      return false;
+    }
+    if (event.has_completed()) *completed = event.completed();
+  }
+  return true;
+}
+
 std::FILE* ProgressStream(const std::string& output) { return output == "-" ? stderr : stdout; }
 
 }  // namespace
@@ -235,21 +261,34 @@ int Generate(const ConnectionOptions& connection, const std::string& prompt,
   ProgressDisplay progress(out, ::isatty(::fileno(out)) != 0);
   VideoFile file(output);
   auto reader = stub->Generate(&context, BuildRequest(prompt, request));
-  v1::GenerateEvent event;
   std::optional<v1::Completed> completed;
-  while (reader->Read(&event)) {
-    if (!HandleEvent(event, progress, file)) {
-      context.TryCancel();
-      reader->Finish();
-      progress.Break();
-      fmt::print(stderr, "longsana: {}\n", file.error());
-      return kExitIo;
-    }
-    if (event.has_completed()) completed = event.completed();
-  }
+  if (!ReadToFile(*reader, context, progress, file, &completed)) return kExitIo;
   const grpc::Status status = reader->Finish();
   progress.Break();
   return FinishStream(status, connection.server, completed, out, progress, file);
+}
+
+int Watch(const ConnectionOptions& connection, const std::string& session_id,
+          const std::string& output) {
+  auto stub = Connect(connection);
+  grpc::ClientContext context;
+  PrepareContext(context, connection);
+  std::FILE* out = ProgressStream(output);
+  ProgressDisplay progress(out, ::isatty(::fileno(out)) != 0);
+  VideoFile file(output);
+  v1::WatchRequest request;
+  request.set_session_id(session_id);
+  auto reader = stub->Watch(&context, request);
+  std::optional<v1::Completed> completed;
+  if (!ReadToFile(*reader, context, progress, file, &completed)) return kExitIo;
+  const grpc::Status status = reader->Finish();
+  progress.Break();
+  if (!status.ok()) return RpcFailure(status, connection.server);
+  fmt::print(out, "wrote {} ({}): {} of the session's {} frames\n",
+             file.path() == "-" ? "stdout" : file.path(), HumanBytes(file.bytes()),
+             progress.frames_received(), completed.has_value() ? completed->frames() : 0);
+  std::fflush(out);
+  return kExitOk;
 }
 
 namespace {

@@ -77,6 +77,13 @@ int Generate(const ConnectionOptions& connection, const std::string& prompt,
 int Session(const ConnectionOptions& connection, const std::string& prompt,
             const RequestOptions& request, const std::string& output);
 
+// Another viewer of a running session (rpc Watch): writes the init segment and the
+// fragments from the session's latest keyframe on into `output` ("-" = stdout) as they
+// arrive, until the session ends. 0 when it completed; a slow connection may skip whole
+// blocks (the summary says how many frames arrived).
+int Watch(const ConnectionOptions& connection, const std::string& session_id,
+          const std::string& output);
+
 // GetServerInfo, pretty-printed (or as JSON).
 int Info(const ConnectionOptions& connection, bool json);
 

@@ -4,6 +4,7 @@
 //            [--frames N | --duration S] [--seed S] [--timeout S] ...
 //   longsana session [PROMPT] -o out.mp4 ...   (stdin: a line switches the prompt;
 //                                               /recache PROMPT, /extend N, /stop, /quit)
+//   longsana watch SESSION_ID -o out.mp4       (another viewer of a running session)
 //   longsana info [--json]
 //   longsana health [--service NAME]          (grpc-health-probe's exit codes)
 // Every command: --tls, --ca FILE, --cert FILE --key FILE, --server_name NAME, --token TOKEN
@@ -172,6 +173,8 @@ int main(int argc, char** argv) {
       "                   [--frames N | --duration S] [--seed S] [--timeout S] [...]\n"
       "  longsana session [PROMPT] -o OUT.mp4 [...]   then, on stdin: a new prompt per line,\n"
       "                   /recache PROMPT, /extend N, /stop, /quit\n"
+      "  longsana watch SESSION_ID -o OUT.mp4 [...]  another viewer of a running session\n"
+      "                   (its Accepted.session_id); the file ends when the session does\n"
       "  longsana info [--json]\n"
       "  longsana health [--service NAME] [--timeout S]\n"
       "every command: --server HOST:PORT, --tls, --ca CA.pem, --cert CERT.pem --key KEY.pem,\n"
@@ -207,7 +210,7 @@ int main(int argc, char** argv) {
     if (args.size() > 2) return Usage("info takes no arguments");
     return longsana::client::Info(connection, absl::GetFlag(FLAGS_json));
   }
-  if (command != "generate" && command != "session") {
+  if (command != "generate" && command != "session" && command != "watch") {
     return Usage(fmt::format("unknown command '{}'", command));
   }
 
@@ -242,6 +245,10 @@ int main(int argc, char** argv) {
   if (output.empty()) output = absl::GetFlag(FLAGS_o);
   if (output.empty()) return Usage("-o OUT.mp4 is required");
 
+  if (command == "watch") {
+    if (args.size() != 3) return Usage("watch takes one SESSION_ID argument");
+    return longsana::client::Watch(connection, args[2], output);
+  }
   if (command == "generate") {
     if (args.size() != 3) return Usage("generate takes one PROMPT argument (quote it)");
     return longsana::client::Generate(connection, args[2], request, output);

@@ -309,6 +309,7 @@ void ChunkFields(const engine::VideoChunk& chunk, v1::VideoChunk* out) {
   out->set_presentation_seconds(chunk.presentation_seconds);
   out->set_duration_seconds(chunk.duration_seconds);
   out->set_mime_type(chunk.mime_type);
+  out->set_keyframe(chunk.keyframe);
 }
 }  // namespace
 

@@ -104,6 +104,12 @@ absl::Status ServerOptions::Validate() const {
   if (command_burst < 1 || command_burst > 1 << 20) {
     return Bad("command_burst", "must be in [1, 1048576]");
   }
+  if (watch_buffer_chunks < 1 || watch_buffer_chunks > 1024) {
+    return Bad("watch_buffer_chunks", "must be in [1, 1024]");
+  }
+  if (max_watchers_per_session < 1 || max_watchers_per_session > 1 << 16) {
+    return Bad("max_watchers_per_session", "must be in [1, 65536]");
+  }
   if (health_poll_interval.count() < 1) return Bad("health_poll_interval", "must be >= 1 ms");
   return absl::OkStatus();
 }

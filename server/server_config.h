@@ -71,6 +71,13 @@ struct ServerOptions {
   double command_rate = 10.0;
   int command_burst = 20;
 
+  // Watch (extra viewers of a session): undelivered fragments per viewer before it skips to
+  // a later keyframe (see server/session_broadcast.h), and viewers per session, beyond
+  // which Watch is refused with RESOURCE_EXHAUSTED. Viewers do not count against
+  // max_sessions_per_peer: they cost no GPU work, only a share of each chunk's bytes.
+  int watch_buffer_chunks = 4;
+  int max_watchers_per_session = 16;
+
   // How often the engine's Healthy() is polled while serving.
   std::chrono::milliseconds health_poll_interval{1'000};
   LogLevel log_level = LogLevel::kInfo;

@@ -168,6 +168,12 @@ ABSL_FLAG(int, max_sessions_per_peer, DefaultServer().max_sessions_per_peer,
           "Live sessions per client address (the peer IP, any port); beyond: "
           "RESOURCE_EXHAUSTED. Behind a proxy all clients share its address: raise it or use "
           "0 (off) there.");
+ABSL_FLAG(int, watch_buffer_chunks, DefaultServer().watch_buffer_chunks,
+          "Undelivered video fragments per Watch viewer; a slower viewer skips whole groups "
+          "of pictures to a later keyframe (the session never waits for viewers).");
+ABSL_FLAG(int, max_watchers_per_session, DefaultServer().max_watchers_per_session,
+          "Watch viewers per session; beyond: RESOURCE_EXHAUSTED. Viewers do not count "
+          "against --max_sessions_per_peer.");
 ABSL_FLAG(double, command_rate, DefaultServer().command_rate,
           "Session commands read per second per stream (token bucket); 0: unlimited. Excess "
           "commands are read later, not refused (HTTP/2 flow control slows the client).");
@@ -359,6 +365,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.server.command_rate = absl::GetFlag(FLAGS_command_rate);
   c.server.command_burst = absl::GetFlag(FLAGS_command_burst);
   c.server.outbox_chunks = absl::GetFlag(FLAGS_outbox_chunks);
+  c.server.watch_buffer_chunks = absl::GetFlag(FLAGS_watch_buffer_chunks);
+  c.server.max_watchers_per_session = absl::GetFlag(FLAGS_max_watchers_per_session);
   auto level = ParseLogLevel("--log_level", absl::GetFlag(FLAGS_log_level));
   if (!level.ok()) return level.status();
   c.server.log_level = *level;

@@ -54,6 +54,10 @@ std::string_view RejectReasonName(RejectReason reason) {
       return "unauthenticated";
     case RejectReason::kPermissionDenied:
       return "permission_denied";
+    case RejectReason::kNotFound:
+      return "not_found";
+    case RejectReason::kWatcherLimit:
+      return "watcher_limit";
     case RejectReason::kDraining:
       return "draining";
     case RejectReason::kUnavailable:
@@ -124,6 +128,15 @@ ServerMetrics::ServerMetrics(const Options& options)
                        .Labels({})),
       chunks_(registry_.AddCounter("longsana_chunks_sent_total", "Video chunks written to clients.")
                   .Labels({})),
+      watchers_(registry_
+                    .AddGauge("longsana_watchers",
+                              "Watch streams (extra viewers of running sessions) open now.")
+                    .Labels({})),
+      watch_skipped_(registry_
+                         .AddCounter("longsana_watch_skipped_chunks_total",
+                                     "Video fragments slow Watch viewers skipped (whole groups "
+                                     "of pictures, to catch up with the session).")
+                         .Labels({})),
       running_(
           registry_.AddGauge("longsana_sessions_running", "Sessions generating now.").Labels({})),
       queued_(registry_.AddGauge("longsana_sessions_queued", "Sessions waiting for a slot.")
@@ -248,6 +261,16 @@ void ServerMetrics::RealTimeFactor(double video_seconds_per_second) {
 void ServerMetrics::Command(std::string_view type, bool accepted) {
   if (!enabled_) return;
   commands_.Labels({std::string(type), accepted ? "accepted" : "refused"}).Increment();
+}
+
+void ServerMetrics::WatcherJoined() {
+  if (enabled_) watchers_.Add(1);
+}
+void ServerMetrics::WatcherLeft() {
+  if (enabled_) watchers_.Add(-1);
+}
+void ServerMetrics::WatchChunksSkipped(int64_t chunks) {
+  if (enabled_) watch_skipped_.Increment(static_cast<double>(chunks));
 }
 
 void ServerMetrics::OnForward(const engine::ForwardSample& sample) {

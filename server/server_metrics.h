@@ -6,6 +6,7 @@
 //     inter-chunk gap, block latency by stage, chunk bytes sent, real-time factor, the
 //     session's outcome (gRPC code) when its stream ends.
 //   - The service (gRPC threads): rejections by reason, commands by type and outcome.
+//   - Watch viewers (server/session_broadcast): viewers now, fragments skipped for slow ones.
 //   - The engine, through EngineObserver (runner thread): step batch size, forward seconds.
 //   - A scrape hook: sessions running / queued / admissible, slot bytes, device memory,
 //     readiness, from Engine::Stats() at scrape time.
@@ -38,6 +39,8 @@ enum class RejectReason {
   kPeerLimit,         // RESOURCE_EXHAUSTED: --max_sessions_per_peer
   kUnauthenticated,   // UNAUTHENTICATED: no or an unknown token
   kPermissionDenied,  // PERMISSION_DENIED: e.g. priority above the tenant's ceiling
+  kNotFound,          // NOT_FOUND: Watch of an unknown, ended or other tenant's session
+  kWatcherLimit,      // RESOURCE_EXHAUSTED: --max_watchers_per_session
   kDraining,          // UNAVAILABLE: shutting down
   kUnavailable,       // UNAVAILABLE: loading, load failed or unhealthy
 };
@@ -74,6 +77,11 @@ class ServerMetrics final : public engine::EngineObserver {
   void RealTimeFactor(double video_seconds_per_second);
   // type: "switch_prompt", "extend", "stop" or "invalid"; outcome: accepted or refused.
   void Command(std::string_view type, bool accepted);
+  // Watch viewers: one joined / left (longsana_watchers); fragments a slow viewer skipped
+  // (longsana_watch_skipped_chunks_total).
+  void WatcherJoined();
+  void WatcherLeft();
+  void WatchChunksSkipped(int64_t chunks);
 
   void OnForward(const engine::ForwardSample& sample) override;
 
@@ -107,6 +115,8 @@ class ServerMetrics final : public engine::EngineObserver {
   metrics::Counter& forward_failures_;
   metrics::Counter& chunk_bytes_;
   metrics::Counter& chunks_;
+  metrics::Gauge& watchers_;
+  metrics::Counter& watch_skipped_;
   metrics::Gauge& running_;
   metrics::Gauge& queued_;
   metrics::Gauge& admissible_;

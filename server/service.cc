@@ -3,6 +3,7 @@
 #include <grpcpp/alarm.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -128,7 +129,8 @@ absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
                     .tenant = who.tenant->name,
                     .request_id = who.request_id,
                     .metrics = service.metrics(),
-                    .tenant_lease = *tenant_lease},
+                    .tenant_lease = *tenant_lease,
+                    .broadcasts = service.broadcasts()},
       writer);
   auto info = (*engine)->Submit(std::move(*spec), outbox);
   if (!info.ok()) {
@@ -532,13 +534,98 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   std::mutex alarm_mu_;  // serializes Set and Cancel of alarm_ (never held in OnAlarm)
 };
 
+// ---------------------------------------------------------------------------------------
+// Watch: another viewer of a running session.
+
+// Accepted.session_id as the engine's id; InvalidArgument naming session_id otherwise.
+absl::StatusOr<engine::SessionId> ParseSessionId(const std::string& text) {
+  engine::SessionId id = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, id);
+  if (text.empty() || ec != std::errc() || ptr != end || id == 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "session_id: '{}' is not a session id (the decimal Accepted.session_id of a session)",
+        text.size() > 40 ? text.substr(0, 40) + "..." : text));
+  }
+  return id;
+}
+
+class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, public EventWriter {
+ public:
+  WatchReactor(LongSanaService* service, grpc::CallbackServerContext* context,
+               const v1::WatchRequest& request)
+      : service_(service), context_(context) {
+    service_->StreamOpened();
+    if (auto s = Identify(*service, context, &who_); !s.ok()) {
+      Reject(s, RejectReason::kUnauthenticated);
+      return;
+    }
+    if (auto engine = service->AcquireEngine(); !engine.ok()) {
+      Reject(engine.status(), ReasonOfUnavailable(*service));
+      return;
+    }
+    auto id = ParseSessionId(request.session_id());
+    if (!id.ok()) {
+      Reject(id.status(), RejectReason::kInvalid);
+      return;
+    }
+    session_id_ = *id;
+    auto viewer = service->broadcasts()->Join(*id, who_.tenant->name, who_.request_id, this);
+    if (!viewer.ok()) {
+      Reject(viewer.status(), absl::IsResourceExhausted(viewer.status())
+                                  ? RejectReason::kWatcherLimit
+                                  : RejectReason::kNotFound);
+      return;
+    }
+    viewer_ = std::move(*viewer);
+    spdlog::info("{} watch opened: Watch from {}", who_.LogTag(session_id_), context->peer());
+    viewer_->Start();
+  }
+
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void FinishStream(const absl::Status& status) override {
+    spdlog::info("{} watch closed: {}; {} fragments skipped", who_.LogTag(session_id_),
+                 status.ok() ? "OK" : status.ToString(), viewer_->skipped_chunks());
+    Finish(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { viewer_->OnWriteDone(ok); }
+
+  void OnCancel() override {
+    if (viewer_ != nullptr) viewer_->Abort(CancelReason(context_));
+  }
+
+  void OnDone() override {
+    if (viewer_ != nullptr) viewer_->Detach();
+    LongSanaService* service = service_;
+    delete this;
+    service->StreamClosed();
+  }
+
+ private:
+  void Reject(const absl::Status& status, RejectReason reason) {
+    RecordRejection(*service_, context_, "Watch", who_, status, reason);
+    Finish(ToGrpcStatus(status));
+  }
+
+  LongSanaService* const service_;
+  grpc::CallbackServerContext* const context_;
+  CallIdentity who_;
+  engine::SessionId session_id_ = 0;
+  std::shared_ptr<BroadcastViewer> viewer_;  // null when the call was rejected
+};
+
 }  // namespace
 
 LongSanaService::LongSanaService(const ServerOptions& options, std::string build, ServiceDeps deps)
     : options_(options),
       build_(std::move(build)),
       deps_(deps),
-      peers_(options.max_sessions_per_peer) {}
+      peers_(options.max_sessions_per_peer),
+      broadcasts_(
+          BroadcastRegistry::Create({.viewer_buffer_chunks = options.watch_buffer_chunks,
+                                     .max_viewers_per_session = options.max_watchers_per_session,
+                                     .metrics = deps.metrics})) {}
 
 absl::StatusOr<const Tenant*> LongSanaService::Authenticate(
     std::optional<std::string_view> authorization) const {
@@ -622,6 +709,11 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* LongSanaService::Generate(
 grpc::ServerBidiReactor<v1::SessionCommand, v1::GenerateEvent>* LongSanaService::Session(
     grpc::CallbackServerContext* context) {
   return new SessionReactor(this, context);
+}
+
+grpc::ServerWriteReactor<v1::GenerateEvent>* LongSanaService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return new WatchReactor(this, context, *request);
 }
 
 grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerContext* context,

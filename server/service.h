@@ -1,8 +1,10 @@
-// The LongSana gRPC service (callback API): Generate, Session and GetServerInfo.
+// The LongSana gRPC service (callback API): Generate, Session, Watch and GetServerInfo.
 //
 // Each streaming RPC is one reactor that validates the request (proto_mapping), submits the
 // session to the engine with a SessionOutbox as its sink and writes the outbox's events, one
 // write in flight at a time. Client cancel, disconnect or deadline -> Engine::Cancel.
+// Watch reactors join a session's SessionBroadcast (server/session_broadcast.h) instead and
+// write their viewer's queue; they never call the engine, and their cancel ends only them.
 //
 // The service answers UNAVAILABLE until an engine is set (loading) and again once draining
 // starts or the engine reports itself unhealthy. Thread-safe; internal to server/ (only
@@ -24,6 +26,7 @@
 #include "server/proto_mapping.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/session_broadcast.h"
 
 namespace longsana::server {
 
@@ -57,8 +60,10 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   absl::StatusOr<const Tenant*> Authenticate(std::optional<std::string_view> authorization) const;
   // Live sessions per client address (--max_sessions_per_peer).
   PeerSessionLimiter& peers() { return peers_; }
+  // The watchable sessions (Watch); every outbox of this service publishes to it.
+  const std::shared_ptr<BroadcastRegistry>& broadcasts() const { return broadcasts_; }
 
-  // Generate/Session streams whose reactor is alive (counted by the reactors).
+  // Generate/Session/Watch streams whose reactor is alive (counted by the reactors).
   void StreamOpened();
   void StreamClosed();
   int open_streams() const;
@@ -69,6 +74,8 @@ class LongSanaService final : public v1::LongSana::CallbackService {
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
   grpc::ServerBidiReactor<v1::SessionCommand, v1::GenerateEvent>* Session(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Watch(grpc::CallbackServerContext* context,
+                                                     const v1::WatchRequest* request) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
@@ -78,6 +85,7 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   const std::string build_;
   const ServiceDeps deps_;
   PeerSessionLimiter peers_;
+  const std::shared_ptr<BroadcastRegistry> broadcasts_;
   std::atomic<ServingPhase> phase_{ServingPhase::kLoading};
   mutable std::mutex mu_;
   std::condition_variable streams_cv_;

@@ -6,6 +6,7 @@
 
 #include "engine/api/log_tag.h"
 #include "server/proto_mapping.h"
+#include "server/session_broadcast.h"
 
 namespace longsana::server {
 
@@ -17,12 +18,17 @@ double SecondsSince(std::chrono::steady_clock::time_point t) {
 
 SessionOutbox::SessionOutbox(OutboxOptions options, EventWriter* writer)
     : options_(std::move(options)),
+      broadcast_(options_.broadcasts != nullptr ? options_.broadcasts->NewBroadcast(options_.tenant)
+                                                : nullptr),
       writer_(writer),
       tag_(engine::FormatLogTag({0, options_.tenant, options_.request_id})) {}
 
-SessionOutbox::~SessionOutbox() = default;
+SessionOutbox::~SessionOutbox() {
+  if (broadcast_ != nullptr) broadcast_->End(absl::CancelledError("the session's stream is gone"));
+}
 
 void SessionOutbox::Open(const engine::SessionInfo& info) {
+  if (broadcast_ != nullptr) broadcast_->Open(info.id, ToAccepted(info));
   std::unique_lock lock(mu_);
   session_id_.store(info.id);
   tag_ = engine::FormatLogTag({info.id, options_.tenant, options_.request_id});
@@ -37,6 +43,8 @@ void SessionOutbox::Open(const engine::SessionInfo& info) {
 }
 
 void SessionOutbox::OnWriteDone(bool ok) {
+  // The owner is gone: its reactor cancels the session, which its viewers see end.
+  if (!ok && broadcast_ != nullptr) broadcast_->End(absl::CancelledError("the client is gone"));
   std::unique_lock lock(mu_);
   if (in_flight_ != nullptr && in_flight_->has_chunk()) {
     chunks_.fetch_sub(1);
@@ -57,6 +65,7 @@ void SessionOutbox::OnWriteDone(bool ok) {
 }
 
 void SessionOutbox::Abort(const absl::Status& status) {
+  if (broadcast_ != nullptr) broadcast_->End(status);
   std::unique_lock lock(mu_);
   if (finish_started_) return;
   DropQueuedLocked();
@@ -74,6 +83,7 @@ void SessionOutbox::PushCommandAck(v1::CommandAck ack) {
 }
 
 void SessionOutbox::Detach() {
+  if (broadcast_ != nullptr) broadcast_->End(absl::CancelledError("the stream is closed"));
   std::lock_guard lock(mu_);
   writer_ = nullptr;
   DropQueuedLocked();
@@ -154,9 +164,13 @@ void SessionOutbox::OnChunk(engine::VideoChunk chunk) {
   }
   v1::GenerateEvent e;
   ToProto(std::move(chunk), e.mutable_chunk());
+  // The viewers' copy: one per chunk, shared by all of them (and kept for late joiners).
+  SharedEvent shared =
+      broadcast_ != nullptr ? std::make_shared<const v1::GenerateEvent>(e) : nullptr;
   chunks_.fetch_add(1);
   PushLocked(std::move(e));
   Pump(std::move(lock));
+  if (shared != nullptr) broadcast_->Publish(std::move(shared));
 }
 
 void SessionOutbox::OnCommandAck(const engine::CommandAck& ack) {
@@ -186,9 +200,12 @@ void SessionOutbox::OnCompleted(const engine::CompletionStats& stats) {
   }
   v1::GenerateEvent e;
   *e.mutable_completed() = ToProto(stats);
+  SharedEvent shared =
+      broadcast_ != nullptr ? std::make_shared<const v1::GenerateEvent>(e) : nullptr;
   PushLocked(std::move(e));
   end_status_ = absl::OkStatus();
   Pump(std::move(lock));
+  if (shared != nullptr) broadcast_->End(absl::OkStatus(), std::move(shared));
 }
 
 void SessionOutbox::OnFailed(const absl::Status& status) {
@@ -198,6 +215,7 @@ void SessionOutbox::OnFailed(const absl::Status& status) {
   // Chunks already queued are still delivered (a partial video is playable), then the status.
   end_status_ = status;
   Pump(std::move(lock));
+  if (broadcast_ != nullptr) broadcast_->End(status);
 }
 
 bool SessionOutbox::Congested() const {

@@ -16,6 +16,11 @@
 // Ordering: Accepted is always the first event written: events that arrive before Open()
 // (the engine may call the sink before Submit returns) wait behind it.
 //
+// Watch: with OutboxOptions::broadcasts set, the outbox also publishes the session to its
+// SessionBroadcast (server/session_broadcast.h): watchable from Open, every chunk as the
+// engine hands it over, and the end (Completed, or the session's status; also when the
+// owner's stream ends first: the session then ends too). Viewers never hold the owner back.
+//
 // Logging: INFO when the stream opens (session id, RPC, peer) and closes (final status,
 // chunks and bytes delivered); the generation lifecycle itself is the engine's to log.
 // Metrics (optional): queue wait, time to first chunk, inter-chunk gap, block stages and
@@ -45,6 +50,9 @@
 
 namespace longsana::server {
 
+class BroadcastRegistry;
+class SessionBroadcast;
+
 // The stream side of an outbox; implemented by the gRPC reactors (and by tests).
 class EventWriter {
  public:
@@ -64,6 +72,8 @@ struct OutboxOptions {
   // The session's place in its tenant's quota: MarkStarted when the engine starts it,
   // Release when its stream finishes. Optional.
   std::shared_ptr<TenantLease> tenant_lease;
+  // Where the session's Watch viewers find it; null: not watchable.
+  std::shared_ptr<BroadcastRegistry> broadcasts;
 };
 
 class SessionOutbox final : public engine::ChunkSink {
@@ -115,6 +125,7 @@ class SessionOutbox final : public engine::ChunkSink {
   void RecordOutcomeLocked(const absl::Status& status);
 
   const OutboxOptions options_;
+  const std::shared_ptr<SessionBroadcast> broadcast_;  // null without options_.broadcasts
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   std::atomic<engine::SessionId> session_id_{0};
   std::atomic<int> chunks_{0};  // chunk events queued + in flight

@@ -98,6 +98,9 @@ struct VideoChunk {
   double duration_seconds = 0;
   std::string mime_type;        // e.g. video/mp4; codecs="avc1.64001e"
   std::string bytes;            // init segment (ftyp+moov) or one moof+mdat fragment
+  // The fragment starts with a keyframe and decodes after the init segment alone (a join
+  // point for a late viewer); false for the init segment.
+  bool keyframe = false;
   BlockTiming timing;           // how the block was made (block chunks; zero for the init)
 };
 

@@ -164,6 +164,7 @@ void MediaPipeline::Loop() {
     chunk.presentation_seconds = fragment->start_seconds;
     chunk.duration_seconds = fragment->duration_seconds;
     chunk.mime_type = mime;
+    chunk.keyframe = true;
     chunk.bytes = std::move(fragment->bytes);
     const double since_start = Seconds(Clock::now() - s->start_time);
     if (s->first_chunk_seconds < 0) s->first_chunk_seconds = since_start;

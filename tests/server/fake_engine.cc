@@ -423,6 +423,7 @@ bool FakeEngine::StepLocked(Session& s) {
   chunk.presentation_seconds = static_cast<double>(s.next_frame) / options_.fps;
   chunk.duration_seconds = static_cast<double>(frames) / options_.fps;
   chunk.mime_type = s.encoder->mime_type();
+  chunk.keyframe = true;  // every block starts with an IDR frame (one fragment per block)
   chunk.bytes = std::move(fragment->bytes);
   s.sink->OnChunk(std::move(chunk));
   s.timings.push_back({s.block, Seconds(encode_start - s.block_started), 0.0,

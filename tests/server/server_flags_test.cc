@@ -46,6 +46,8 @@ ABSL_DECLARE_FLAG(double, max_connection_idle);
 ABSL_DECLARE_FLAG(double, max_connection_age);
 ABSL_DECLARE_FLAG(int, max_concurrent_streams);
 ABSL_DECLARE_FLAG(int, max_sessions_per_peer);
+ABSL_DECLARE_FLAG(int, watch_buffer_chunks);
+ABSL_DECLARE_FLAG(int, max_watchers_per_session);
 ABSL_DECLARE_FLAG(double, command_rate);
 ABSL_DECLARE_FLAG(int, command_burst);
 ABSL_DECLARE_FLAG(std::string, tls_cert);
@@ -190,6 +192,8 @@ TEST_F(ServerFlags, BadValuesNameTheFlag) {
       {"max_sessions_per_peer", [] { absl::SetFlag(&FLAGS_max_sessions_per_peer, -1); }},
       {"command_rate", [] { absl::SetFlag(&FLAGS_command_rate, -1.0); }},
       {"command_burst", [] { absl::SetFlag(&FLAGS_command_burst, 0); }},
+      {"watch_buffer_chunks", [] { absl::SetFlag(&FLAGS_watch_buffer_chunks, 0); }},
+      {"max_watchers_per_session", [] { absl::SetFlag(&FLAGS_max_watchers_per_session, 0); }},
       {"log_format", [] { absl::SetFlag(&FLAGS_log_format, std::string("xml")); }},
       {"http_listen", [] { absl::SetFlag(&FLAGS_http_listen, std::string("localhost")); }},
       {"tls_key", [] { absl::SetFlag(&FLAGS_tls_cert, std::string("/c.pem")); }},
@@ -278,6 +282,7 @@ const std::map<std::string, Sample>& Samples() {
       {"max_sessions_per_peer", {"3"}},
       {"max_steps", {"3"}},
       {"max_live_seconds", {"60"}},
+      {"max_watchers_per_session", {"5"}},
       {"media_workers", {"2"}},
       {"memory_budget", {"2G"}},
       {"memory_budget_fraction", {"0.5"}},
@@ -296,6 +301,7 @@ const std::map<std::string, Sample>& Samples() {
       {"tls_cert", {"/etc/tls/server.pem"}},
       {"tls_client_ca", {"/etc/tls/clients.pem"}},
       {"tls_key", {"/etc/tls/server.key"}},
+      {"watch_buffer_chunks", {"8"}},
   };
   return kSamples;
 }

@@ -95,19 +95,6 @@ class ServerOpsTest : public ::testing::Test {
   std::unique_ptr<v1::LongSana::Stub> stub_;
 };
 
-// The value of one series ("name{labels}") in a scrape; NaN when absent.
-double Sample(const std::string& scrape, const std::string& series) {
-  std::istringstream lines(scrape);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ') {
-      return std::stod(line.substr(series.size() + 1));
-    }
-  }
-  return std::nan("");
-}
-
 StreamResult GenerateAs(v1::LongSana::Stub& stub, const v1::GenerateRequest& request,
                         const std::string& token, const std::string& request_id = "",
                         std::multimap<std::string, std::string>* trailers = nullptr) {
@@ -156,10 +143,10 @@ TEST_F(ServerOpsTest, MetricsCountSessionsChunksRejectionsAndTimings) {
   EXPECT_THAT(m, HasSubstr("longsana_queue_wait_seconds_count 2"));
   // Per session: a gap between consecutive blocks, one stage sample per block, the init
   // segment and one chunk per block sent.
-  EXPECT_EQ(Sample(m, "longsana_inter_chunk_gap_seconds_count"), 2 * (blocks - 1));
-  EXPECT_EQ(Sample(m, "longsana_block_stage_seconds_count{stage=\"decode\"}"), 2 * blocks);
-  EXPECT_EQ(Sample(m, "longsana_chunks_sent_total"), 2 * (blocks + 1));
-  EXPECT_GT(Sample(m, "longsana_chunk_bytes_sent_total"), 0);
+  EXPECT_EQ(ScrapeSample(m, "longsana_inter_chunk_gap_seconds_count"), 2 * (blocks - 1));
+  EXPECT_EQ(ScrapeSample(m, "longsana_block_stage_seconds_count{stage=\"decode\"}"), 2 * blocks);
+  EXPECT_EQ(ScrapeSample(m, "longsana_chunks_sent_total"), 2 * (blocks + 1));
+  EXPECT_GT(ScrapeSample(m, "longsana_chunk_bytes_sent_total"), 0);
   EXPECT_THAT(m, HasSubstr("longsana_session_realtime_factor_count 2"));
   EXPECT_THAT(m, HasSubstr("longsana_sessions_running 0"));
   EXPECT_THAT(m, HasSubstr("longsana_sessions_max 2"));

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -377,6 +378,18 @@ RunningServer StartServerProcess(const std::string& binary, const std::vector<st
     s.http_address = http_line->substr(std::string("http listening on ").size());
   }
   return s;
+}
+
+double ScrapeSample(const std::string& scrape, const std::string& series) {
+  std::istringstream lines(scrape);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return std::nan("");
 }
 
 std::vector<std::string> FakeFlags(std::vector<std::string> extra) {

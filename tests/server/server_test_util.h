@@ -106,6 +106,10 @@ struct HttpReply {
 absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// The value of one series ("name{labels}", exactly as written) in a Prometheus text scrape;
+// NaN when absent.
+double ScrapeSample(const std::string& scrape, const std::string& series);
+
 // A server program started by StartServerProcess; `process` is null when it did not start
 // (the reason is printed on stderr).
 struct RunningServer {
