@@ -108,10 +108,13 @@ v1::GenerateRequest BuildRequest(const std::string& prompt, const RequestOptions
   r.set_prompt(prompt);
   r.set_width(static_cast<uint32_t>(o.width));
   r.set_height(static_cast<uint32_t>(o.height));
-  if (o.frames > 0)
+  if (o.live) {
+    r.set_live(true);
+  } else if (o.frames > 0) {
     r.set_num_frames(static_cast<uint32_t>(o.frames));
-  else if (o.duration_seconds > 0)
+  } else if (o.duration_seconds > 0) {
     r.set_duration_seconds(o.duration_seconds);
+  }
   r.set_seed(o.seed);
   for (double t : o.timesteps) r.add_timesteps(t);
   if (o.num_cached_blocks.has_value()) r.set_num_cached_blocks(*o.num_cached_blocks);

@@ -58,6 +58,7 @@ struct RequestOptions {
   int height = 0;
   int frames = 0;
   double duration_seconds = 0;
+  bool live = false;  // open-ended: until stopped (session) or cancelled (Ctrl-C)
   uint64_t seed = 0;
   std::vector<double> timesteps;
   std::optional<int> num_cached_blocks;

@@ -39,6 +39,8 @@ ABSL_FLAG(int, width, 0, "Frame width in pixels (multiple of 16); 0 = server def
 ABSL_FLAG(int, height, 0, "Frame height in pixels (multiple of 16); 0 = server default.");
 ABSL_FLAG(int, frames, 0, "Video frames (1 + 4k); 0 = server default (81).");
 ABSL_FLAG(double, duration, 0, "Length in seconds instead of --frames.");
+ABSL_FLAG(bool, live, false,
+          "Open-ended video: grows until `stop` (session), Ctrl-C, or the server's live limit.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed; 0 = the server picks one (and reports it).");
 ABSL_FLAG(std::vector<std::string>, timesteps, {},
           "Denoising timesteps, comma-separated, strictly decreasing in (0, 1000].");
@@ -219,6 +221,7 @@ int main(int argc, char** argv) {
   request.height = absl::GetFlag(FLAGS_height);
   request.frames = absl::GetFlag(FLAGS_frames);
   request.duration_seconds = absl::GetFlag(FLAGS_duration);
+  request.live = absl::GetFlag(FLAGS_live);
   request.seed = absl::GetFlag(FLAGS_seed);
   for (const auto& t : absl::GetFlag(FLAGS_timesteps)) {
     char* end = nullptr;
