@@ -37,8 +37,9 @@ void CheckSpec(const engine::SessionSpec& spec, const RequestLimits& limits) {
     Check(d >= limits.min_dimension && d <= limits.max_dimension &&
           d % limits.dimension_multiple == 0);
   }
+  // A live request carries the longest it may grow (the live limit), a finite one its length.
   Check(spec.num_frames >= 1 && (spec.num_frames - 1) % 4 == 0 &&
-        spec.num_frames <= limits.max_num_frames);
+        spec.num_frames <= (spec.live ? limits.max_live_frames : limits.max_num_frames));
   Check(spec.timesteps.size() <= 1000);
   int64_t previous = 0;
   for (const auto& change : spec.prompt_timeline) {
