@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "client/progress.h"
@@ -122,7 +123,16 @@ v1::GenerateRequest BuildRequest(const std::string& prompt, const RequestOptions
   if (o.crf.has_value()) r.mutable_output()->set_crf(static_cast<uint32_t>(*o.crf));
   r.mutable_output()->set_bitrate_bps(static_cast<uint64_t>(o.bitrate_bps));
   r.mutable_output()->set_preset(o.preset);
+  if (o.latent_fragments) {
+    r.mutable_output()->set_fragments(v1::OutputOptions::FRAGMENTS_PER_LATENT_FRAME);
+  }
   r.set_priority(o.priority);
+  if (o.pacing == "realtime") {
+    r.set_pacing(v1::GenerateRequest::PACING_REALTIME);
+  } else if (o.pacing == "fast") {
+    r.set_pacing(v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE);
+  }
+  r.set_lookahead_seconds(o.lookahead_seconds);
   return r;
 }
 
@@ -307,6 +317,36 @@ struct SessionShared {
     std::string what;
   };
   std::map<uint64_t, Sent> commands;  // id -> what was asked (for the acks)
+  // The player this CLI stands for (the file it writes): real time from the first chunk,
+  // never past the video received, stopped by /pause. Reported with /pause and /play.
+  std::optional<std::chrono::steady_clock::time_point> anchor;
+  double anchor_seconds = 0;
+  double received_seconds = 0;
+  bool paused = false;
+
+  double PositionLocked(std::chrono::steady_clock::time_point now) const {
+    if (!anchor) return 0;
+    const double played =
+        paused ? anchor_seconds
+               : anchor_seconds + std::chrono::duration<double>(now - *anchor).count();
+    return std::min(played, received_seconds);
+  }
+  void Received(double end_seconds) {
+    std::lock_guard lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    anchor_seconds = PositionLocked(now);
+    anchor = now;
+    received_seconds = std::max(received_seconds, end_seconds);
+  }
+  // Pauses or resumes the player; returns its position.
+  double SetPaused(bool pause) {
+    std::lock_guard lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    anchor_seconds = PositionLocked(now);
+    if (anchor) anchor = now;
+    paused = pause;
+    return anchor_seconds;
+  }
 
   bool Send(const v1::SessionCommand& c, const std::string& what) {
     std::lock_guard lock(mu);
@@ -383,8 +423,27 @@ void StdinLoop(std::shared_ptr<SessionShared> shared) {
       c.mutable_switch_prompt()->set_prompt(line.substr(9));
       c.mutable_switch_prompt()->set_mode(v1::SwitchPrompt::MODE_RECACHE);
       what = "prompt switch (recache)";
+    } else if (line.starts_with("/blend ")) {
+      const std::string rest = line.substr(7);
+      char* end = nullptr;
+      const long blocks = std::strtol(rest.c_str(), &end, 10);
+      if (end == rest.c_str() || *end != ' ' || blocks < 0 || std::string(end + 1).empty()) {
+        fmt::print(stderr, "usage: /blend N PROMPT   (switch, blended over N blocks)\n");
+        continue;
+      }
+      c.mutable_switch_prompt()->set_prompt(std::string(end + 1));
+      c.mutable_switch_prompt()->set_transition_blocks(static_cast<uint32_t>(blocks));
+      what = fmt::format("prompt switch (blended over {} blocks)", blocks);
+    } else if (line == "/pause" || line == "/play") {
+      const bool pause = line == "/pause";
+      const double at = shared->SetPaused(pause);
+      c.mutable_position()->set_seconds(at);
+      c.mutable_position()->set_paused(pause);
+      what = fmt::format("{} at {:.2f} s", pause ? "pause" : "play", at);
     } else if (line.starts_with("/")) {
-      fmt::print(stderr, "commands: PROMPT | /recache PROMPT | /extend N | /stop | /quit\n");
+      fmt::print(stderr,
+                 "commands: PROMPT | /recache PROMPT | /blend N PROMPT | /extend N | /pause | "
+                 "/play | /stop | /quit\n");
       continue;
     } else {
       c.mutable_switch_prompt()->set_prompt(line);
@@ -454,6 +513,20 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
       }
       std::fflush(out);
       continue;
+    }
+    if (event.has_chunk() && event.chunk().block_index() >= 0) {
+      const v1::VideoChunk& chunk = event.chunk();
+      shared->Received(chunk.presentation_seconds() + chunk.duration_seconds());
+      if (chunk.has_switch_visible()) {
+        const v1::SwitchVisible& v = chunk.switch_visible();
+        progress.Break();
+        fmt::print(out,
+                   "{} (command {}) visible at block {} ({:.2f} s of video): {:.2f} s after "
+                   "it was sent, {:.2f} s of video after where the player was\n",
+                   shared->What(v.command_id()).what, v.command_id(), chunk.block_index(),
+                   chunk.presentation_seconds(), v.latency_seconds(), v.playback_delay_seconds());
+        std::fflush(out);
+      }
     }
     if (!HandleEvent(event, progress, file)) {
       fmt::print(stderr, "longsana: {}\n", file.error());

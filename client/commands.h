@@ -67,6 +67,9 @@ struct RequestOptions {
   int64_t bitrate_bps = 0;
   std::string preset;
   int priority = 0;
+  std::string pacing = "server";  // realtime | fast | server (the server's default)
+  double lookahead_seconds = 0;   // realtime: 0 = the server's default
+  bool latent_fragments = false;  // one fragment per latent frame
 };
 
 // Streams a video into `output` ("-" = stdout) as chunks arrive.
@@ -74,7 +77,11 @@ int Generate(const ConnectionOptions& connection, const std::string& prompt,
              const RequestOptions& request, const std::string& output);
 
 // Interactive session: `prompt` (or, if empty, the first stdin line) starts the video; each
-// further stdin line switches the prompt; "/recache PROMPT", "/extend N", "/stop", "/quit".
+// further stdin line switches the prompt; "/recache PROMPT", "/blend N PROMPT" (a switch
+// blended over N blocks), "/extend N", "/pause" and "/play" (report the player's position:
+// real time since the first chunk, so a paced session stops ahead of a paused viewer),
+// "/stop", "/quit". Prints each command's ack and, for a switch, when it became visible
+// (latency, and how far after the viewer's position then).
 int Session(const ConnectionOptions& connection, const std::string& prompt,
             const RequestOptions& request, const std::string& output);
 

@@ -3,7 +3,8 @@
 //   longsana generate PROMPT -o out.mp4 [--server HOST:PORT] [--width W --height H]
 //            [--frames N | --duration S] [--seed S] [--timeout S] ...
 //   longsana session [PROMPT] -o out.mp4 ...   (stdin: a line switches the prompt;
-//                                               /recache PROMPT, /extend N, /stop, /quit)
+//                                               /recache PROMPT, /blend N PROMPT,
+//                                               /extend N, /pause, /play, /stop, /quit)
 //   longsana watch SESSION_ID -o out.mp4       (another viewer of a running session)
 //   longsana info [--json]
 //   longsana health [--service NAME]          (grpc-health-probe's exit codes)
@@ -50,6 +51,16 @@ ABSL_FLAG(int, crf, -1, "H.264 constant quality 1..51; -1 = server default (23).
 ABSL_FLAG(int64_t, bitrate, 0, "Average bitrate in bits/s instead of --crf.");
 ABSL_FLAG(std::string, preset, "", "x264 preset (ultrafast .. placebo).");
 ABSL_FLAG(int, priority, 0, "Scheduling priority.");
+ABSL_FLAG(std::string, pacing, "",
+          "realtime | fast | server: realtime paces generation to the viewer (at most "
+          "--lookahead ahead), fast renders as fast as possible, server leaves it to the "
+          "server's default. Default: fast for generate (a file), server for session.");
+ABSL_FLAG(bool, latent_fragments, false,
+          "One fragment per latent frame (4 video frames) instead of one per block: the first "
+          "pixels arrive sooner; keyframes stay at block starts.");
+ABSL_FLAG(double, lookahead, 0,
+          "realtime pacing: seconds of video generation may run ahead of the viewer; 0 = the "
+          "server's default.");
 ABSL_FLAG(bool, json, false, "info: print JSON.");
 ABSL_FLAG(std::string, service, "", "health: the service to check; empty = the whole server.");
 ABSL_FLAG(bool, tls, false,
@@ -236,6 +247,20 @@ int main(int argc, char** argv) {
   request.bitrate_bps = absl::GetFlag(FLAGS_bitrate);
   request.preset = absl::GetFlag(FLAGS_preset);
   request.priority = absl::GetFlag(FLAGS_priority);
+  request.pacing = absl::GetFlag(FLAGS_pacing);
+  if (request.pacing.empty()) request.pacing = command == "generate" ? "fast" : "server";
+  if (request.pacing != "realtime" && request.pacing != "fast" && request.pacing != "server") {
+    return Usage(
+        fmt::format("--pacing must be realtime, fast or server, got '{}'", request.pacing));
+  }
+  request.latent_fragments = absl::GetFlag(FLAGS_latent_fragments);
+  request.lookahead_seconds = absl::GetFlag(FLAGS_lookahead);
+  if (!std::isfinite(request.lookahead_seconds) || request.lookahead_seconds < 0) {
+    return Usage("--lookahead must be >= 0 seconds");
+  }
+  if (request.lookahead_seconds > 0 && request.pacing == "fast") {
+    return Usage("--lookahead needs --pacing realtime (or server)");
+  }
   if (request.width < 0 || request.height < 0 || request.frames < 0 ||
       request.duration_seconds < 0 || request.bitrate_bps < 0) {
     return Usage("--width, --height, --frames, --duration and --bitrate must be >= 0");

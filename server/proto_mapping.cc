@@ -132,6 +132,19 @@ absl::StatusOr<engine::EncodeOptions> ToEncodeOptions(const v1::OutputOptions& o
     }
     enc.preset = output.preset();
   }
+  switch (output.fragments()) {
+    case v1::OutputOptions::FRAGMENTS_UNSPECIFIED:
+    case v1::OutputOptions::FRAGMENTS_PER_BLOCK:
+      break;
+    case v1::OutputOptions::FRAGMENTS_PER_LATENT_FRAME:
+      enc.fragment_per_latent_frame = true;
+      break;
+    default:
+      return Bad("output.fragments",
+                 fmt::format("{} is not one of FRAGMENTS_UNSPECIFIED, FRAGMENTS_PER_BLOCK, "
+                             "FRAGMENTS_PER_LATENT_FRAME",
+                             static_cast<int>(output.fragments())));
+  }
   return enc;
 }
 
@@ -233,6 +246,27 @@ absl::StatusOr<engine::SessionSpec> ToSessionSpec(const v1::GenerateRequest& req
                                        kMaxPriority));
   }
   spec.priority = request.priority();
+
+  switch (request.pacing()) {
+    case v1::GenerateRequest::PACING_UNSPECIFIED:
+      spec.pacing = engine::Pacing::kDefault;
+      break;
+    case v1::GenerateRequest::PACING_REALTIME:
+      spec.pacing = engine::Pacing::kRealTime;
+      break;
+    case v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE:
+      spec.pacing = engine::Pacing::kAsFastAsPossible;
+      break;
+    default:
+      return Bad("pacing", fmt::format("{} is not one of PACING_UNSPECIFIED, PACING_REALTIME, "
+                                       "PACING_AS_FAST_AS_POSSIBLE",
+                                       static_cast<int>(request.pacing())));
+  }
+  // Bounds are the engine's (ValidateSpec names the flags); a NaN is refused there too.
+  spec.lookahead_seconds = request.lookahead_seconds();
+  if (spec.pacing == engine::Pacing::kAsFastAsPossible && spec.lookahead_seconds != 0) {
+    return Bad("lookahead_seconds", "applies to PACING_REALTIME only; leave it 0");
+  }
   return spec;
 }
 
@@ -266,8 +300,10 @@ absl::StatusOr<engine::SessionCommand> ToEngineCommand(const v1::SessionCommand&
   switch (command.command_case()) {
     case v1::SessionCommand::kSwitchPrompt: {
       if (auto s = ValidateSwitchPrompt(command.switch_prompt()); !s.ok()) return s;
-      return engine::SwitchPromptCommand{command.switch_prompt().prompt(),
-                                         ToPromptSwitchMode(command.switch_prompt().mode())};
+      return engine::SwitchPromptCommand{
+          command.switch_prompt().prompt(), ToPromptSwitchMode(command.switch_prompt().mode()),
+          static_cast<int>(
+              std::min<uint32_t>(command.switch_prompt().transition_blocks(), 1u << 20))};
     }
     case v1::SessionCommand::kExtend: {
       if (auto s = ValidateExtend(command.extend(), limits); !s.ok()) return s;
@@ -275,11 +311,13 @@ absl::StatusOr<engine::SessionCommand> ToEngineCommand(const v1::SessionCommand&
     }
     case v1::SessionCommand::kStop:
       return engine::StopCommand{};
+    case v1::SessionCommand::kPosition:
+      return engine::PositionCommand{command.position().seconds(), command.position().paused()};
     case v1::SessionCommand::kStart:
     case v1::SessionCommand::COMMAND_NOT_SET:
       break;
   }
-  return Bad("command", "none set; later commands are switch_prompt, extend or stop");
+  return Bad("command", "none set; later commands are switch_prompt, extend, stop or position");
 }
 
 v1::Accepted ToAccepted(const engine::SessionInfo& info) {
@@ -296,6 +334,9 @@ v1::Accepted ToAccepted(const engine::SessionInfo& info) {
   a.set_motion_score(info.motion_score);
   a.set_queue_position(static_cast<uint32_t>(std::max(0, info.queue_position)));
   a.set_live(info.live);
+  a.set_pacing(info.paced ? v1::GenerateRequest::PACING_REALTIME
+                          : v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE);
+  a.set_lookahead_seconds(info.lookahead_seconds);
   for (int64_t f : info.block_first_frames) a.add_block_first_frames(static_cast<uint32_t>(f));
   return a;
 }
@@ -310,6 +351,16 @@ void ChunkFields(const engine::VideoChunk& chunk, v1::VideoChunk* out) {
   out->set_duration_seconds(chunk.duration_seconds);
   out->set_mime_type(chunk.mime_type);
   out->set_keyframe(chunk.keyframe);
+  if (chunk.block_index >= 0) {
+    out->set_prompt_command_id(chunk.prompt_command_id);
+    out->set_prompt_weight(chunk.prompt_weight);
+  }
+  if (chunk.switch_visible) {
+    v1::SwitchVisible* v = out->mutable_switch_visible();
+    v->set_command_id(chunk.switch_visible->command_id);
+    v->set_latency_seconds(chunk.switch_visible->latency_seconds);
+    v->set_playback_delay_seconds(chunk.switch_visible->playback_delay_seconds);
+  }
 }
 }  // namespace
 
@@ -391,6 +442,13 @@ v1::ServerInfo ToServerInfo(const engine::ModelInfo& info, const engine::EngineS
   l->set_dimension_multiple(static_cast<uint32_t>(info.dimension_multiple));
   l->set_max_num_frames(static_cast<uint32_t>(info.max_num_frames));
   l->set_max_live_frames(static_cast<uint32_t>(info.max_live_frames));
+  l->set_default_pacing(info.default_pacing == engine::Pacing::kAsFastAsPossible
+                            ? v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE
+                            : v1::GenerateRequest::PACING_REALTIME);
+  l->set_default_lookahead_seconds(info.default_lookahead_seconds);
+  l->set_min_lookahead_seconds(info.min_lookahead_seconds);
+  l->set_max_lookahead_seconds(info.max_lookahead_seconds);
+  l->set_max_transition_blocks(static_cast<uint32_t>(info.max_transition_blocks));
   l->set_fps(static_cast<uint32_t>(info.fps));
   l->set_block_frames(static_cast<uint32_t>(info.block_latent_frames * kVideoFramesPerLatentFrame));
   l->set_max_prompt_bytes(static_cast<uint32_t>(kMaxPromptBytes));
@@ -407,6 +465,7 @@ v1::ServerInfo ToServerInfo(const engine::ModelInfo& info, const engine::EngineS
   c->set_failed(stats.failed);
   c->set_cancelled(stats.cancelled);
   c->set_rejected(stats.rejected);
+  c->set_realtime_load(stats.realtime_load);
   return out;
 }
 

@@ -95,6 +95,25 @@ ABSL_FLAG(int, text_queue_size, DefaultEngine().text_queue_size,
 ABSL_FLAG(int, max_pending_commands, DefaultEngine().max_pending_commands,
           "Commands per session accepted but not yet applied; beyond: the command is refused "
           "with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_transition_blocks, DefaultEngine().max_transition_blocks,
+          "Most blocks a switch_prompt may blend the previous and the new prompt over.");
+ABSL_FLAG(std::string, default_pacing, "realtime",
+          "realtime | fast: pacing of a request that names none. realtime: generation runs "
+          "at most the lookahead ahead of the viewer's playback clock; fast: as fast as "
+          "possible (batch rendering).");
+ABSL_FLAG(double, default_lookahead_seconds, DefaultEngine().default_lookahead_seconds,
+          "Seconds of video a paced session may be generated ahead of its viewer when the "
+          "request does not say (lookahead_seconds 0).");
+ABSL_FLAG(double, min_lookahead_seconds, DefaultEngine().min_lookahead_seconds,
+          "Smallest lookahead_seconds a request may ask for.");
+ABSL_FLAG(double, max_lookahead_seconds, DefaultEngine().max_lookahead_seconds,
+          "Largest lookahead_seconds a request may ask for.");
+ABSL_FLAG(double, realtime_utilization, DefaultEngine().realtime_utilization,
+          "Time budget: the share [0, 1] of the device's time real-time sessions may need "
+          "together; a new one that would exceed it is queued. 0: no time budget.");
+ABSL_FLAG(int, realtime_capacity, DefaultEngine().realtime_capacity,
+          "Time budget: real-time streams that fit (measured on this GPU, e.g. with "
+          "longsana-bench-server); 0: estimated from the measured per-block cost of what runs.");
 ABSL_FLAG(int, outbox_chunks, DefaultServer().outbox_chunks,
           "Undelivered video chunks per stream at which the session pauses (slow reader).");
 ABSL_FLAG(bool, text_softcap, DefaultEngine().text_softcap,
@@ -402,6 +421,20 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.engine.media_workers = absl::GetFlag(FLAGS_media_workers);
   c.engine.text_queue_size = absl::GetFlag(FLAGS_text_queue_size);
   c.engine.max_pending_commands = absl::GetFlag(FLAGS_max_pending_commands);
+  c.engine.max_transition_blocks = absl::GetFlag(FLAGS_max_transition_blocks);
+  const std::string pacing = absl::GetFlag(FLAGS_default_pacing);
+  if (pacing == "realtime") {
+    c.engine.default_pacing = engine::Pacing::kRealTime;
+  } else if (pacing == "fast") {
+    c.engine.default_pacing = engine::Pacing::kAsFastAsPossible;
+  } else {
+    return Bad("default_pacing", fmt::format("must be realtime or fast, got '{}'", pacing));
+  }
+  c.engine.default_lookahead_seconds = absl::GetFlag(FLAGS_default_lookahead_seconds);
+  c.engine.min_lookahead_seconds = absl::GetFlag(FLAGS_min_lookahead_seconds);
+  c.engine.max_lookahead_seconds = absl::GetFlag(FLAGS_max_lookahead_seconds);
+  c.engine.realtime_utilization = absl::GetFlag(FLAGS_realtime_utilization);
+  c.engine.realtime_capacity = absl::GetFlag(FLAGS_realtime_capacity);
 
   engine::SessionPolicy& policy = c.engine.policy;
   policy.max_steps = absl::GetFlag(FLAGS_max_steps);

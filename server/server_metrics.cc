@@ -1,5 +1,6 @@
 #include "server/server_metrics.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -108,6 +109,19 @@ ServerMetrics::ServerMetrics(const Options& options)
                              "session (>= 1: faster than real time).",
                              ExponentialBuckets(0.01, 2, 12))
                .Labels({})),
+      switch_latency_(registry_
+                          .AddHistogram("longsana_switch_visible_seconds",
+                                        "From a switch_prompt's arrival to the hand-over of the "
+                                        "first chunk made with its prompt.",
+                                        ExponentialBuckets(0.05, 2, 12))
+                          .Labels({})),
+      switch_delay_(registry_
+                        .AddHistogram("longsana_switch_playback_delay_seconds",
+                                      "Seconds of the viewer's video between where it was when "
+                                      "a switch_prompt arrived and the first frame made with "
+                                      "its prompt.",
+                                      ExponentialBuckets(0.25, 1.6, 12))
+                        .Labels({})),
       batch_size_(registry_
                       .AddHistogram("longsana_step_batch_size",
                                     "Work items (sessions) per DiT forward.",
@@ -162,7 +176,13 @@ ServerMetrics::ServerMetrics(const Options& options)
                                  "no sticky device error.")
                        .Labels({})),
       draining_(
-          registry_.AddGauge("longsana_draining", "1 while draining after SIGTERM.").Labels({})) {
+          registry_.AddGauge("longsana_draining", "1 while draining after SIGTERM.").Labels({})),
+      realtime_load_(registry_
+                         .AddGauge("longsana_realtime_load",
+                                   "Share of the time budget the real-time (paced) sessions "
+                                   "need, from their measured per-block cost "
+                                   "(--realtime_utilization is the most admitted).")
+                         .Labels({})) {
   registry_.AddGauge("longsana_build_info", "Build of this server (value 1).", {"version", "build"})
       .Labels({options.version, options.build})
       .Set(1);
@@ -201,6 +221,7 @@ void ServerMetrics::Scrape() {
   slot_bytes_.Set(static_cast<double>(stats->slot_bytes_in_use));
   slot_budget_.Set(static_cast<double>(stats->memory_budget_bytes));
   draining_.Set(stats->draining ? 1 : 0);
+  realtime_load_.Set(stats->realtime_load);
   if (device_allocated_ != nullptr && stats->device_memory_allocated_bytes >= 0) {
     device_allocated_->Set(static_cast<double>(stats->device_memory_allocated_bytes));
     device_reserved_->Set(static_cast<double>(stats->device_memory_reserved_bytes));
@@ -233,6 +254,12 @@ void ServerMetrics::SessionEnded(absl::StatusCode code, std::string_view tenant)
 void ServerMetrics::QueueWait(double seconds) {
   if (enabled_) queue_wait_.Observe(seconds);
 }
+void ServerMetrics::SwitchVisible(double latency_seconds, double playback_delay_seconds) {
+  if (!enabled_) return;
+  switch_latency_.Observe(latency_seconds);
+  switch_delay_.Observe(std::max(0.0, playback_delay_seconds));
+}
+
 void ServerMetrics::TimeToFirstChunk(double seconds) {
   if (enabled_) ttfc_.Observe(seconds);
 }

@@ -75,6 +75,8 @@ class ServerMetrics final : public engine::EngineObserver {
   void BlockStages(const engine::BlockTiming& timing);
   void ChunkSent(int64_t bytes);
   void RealTimeFactor(double video_seconds_per_second);
+  // A switch_prompt became visible (VideoChunk::switch_visible).
+  void SwitchVisible(double latency_seconds, double playback_delay_seconds);
   // type: "switch_prompt", "extend", "stop" or "invalid"; outcome: accepted or refused.
   void Command(std::string_view type, bool accepted);
   // Watch viewers: one joined / left (longsana_watchers); fragments a slow viewer skipped
@@ -110,6 +112,8 @@ class ServerMetrics final : public engine::EngineObserver {
   metrics::Histogram& stage_decode_;
   metrics::Histogram& stage_encode_;
   metrics::Histogram& rtf_;
+  metrics::Histogram& switch_latency_;
+  metrics::Histogram& switch_delay_;
   metrics::Histogram& batch_size_;
   metrics::Histogram& forward_seconds_;
   metrics::Counter& forward_failures_;
@@ -125,6 +129,7 @@ class ServerMetrics final : public engine::EngineObserver {
   metrics::Gauge& slot_budget_;
   metrics::Gauge& ready_gauge_;
   metrics::Gauge& draining_;
+  metrics::Gauge& realtime_load_;
   metrics::Gauge* device_allocated_ = nullptr;
   metrics::Gauge* device_reserved_ = nullptr;
 

@@ -502,6 +502,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
         return "extend";
       case v1::SessionCommand::kStop:
         return "stop";
+      case v1::SessionCommand::kPosition:
+        return "position";
       default:
         return "invalid";
     }

@@ -26,9 +26,11 @@
 // broadcast and its viewers: one copy of the bytes per chunk, whatever the number of viewers.
 //
 // Threads and locks: every method of the three classes is thread-safe. Lock order:
-// broadcast -> registry and broadcast -> viewer (Join looks the session up, releases the
-// registry's lock, then takes the broadcast's); no lock is held while a viewer calls its
-// EventWriter, at most one writer call per viewer at a time, none after Detach().
+// owner's outbox -> broadcast -> registry and broadcast -> viewer (the outbox publishes
+// under its own lock, so its owner is never ahead of the viewers; Join looks the session
+// up, releases the registry's lock, then takes the broadcast's); no broadcast or viewer
+// lock is held while a viewer calls its EventWriter, at most one writer call per viewer at
+// a time, none after Detach().
 //
 // Lifetimes: shared_ptr everywhere. The registry holds its broadcasts weakly (a broadcast
 // leaves it at End() or destruction); a broadcast holds its registry and its viewers; a

@@ -160,7 +160,11 @@ void SessionOutbox::OnChunk(engine::VideoChunk chunk) {
       options_.metrics->TimeToFirstChunk(std::chrono::duration<double>(now - created_).count());
     }
     last_chunk_ = now;
-    options_.metrics->BlockStages(chunk.timing);
+    if (chunk.last_in_block) options_.metrics->BlockStages(chunk.timing);
+    if (chunk.switch_visible) {
+      options_.metrics->SwitchVisible(chunk.switch_visible->latency_seconds,
+                                      chunk.switch_visible->playback_delay_seconds);
+    }
   }
   v1::GenerateEvent e;
   ToProto(std::move(chunk), e.mutable_chunk());
@@ -169,8 +173,11 @@ void SessionOutbox::OnChunk(engine::VideoChunk chunk) {
       broadcast_ != nullptr ? std::make_shared<const v1::GenerateEvent>(e) : nullptr;
   chunks_.fetch_add(1);
   PushLocked(std::move(e));
-  Pump(std::move(lock));
+  // Viewers first: the owner must never be ahead of the broadcast (a Watch opened after the
+  // owner read a fragment gets it), and the owner's stream may close, ending the broadcast,
+  // as soon as Pump hands over the last write. Lock order: outbox, broadcast, viewer.
   if (shared != nullptr) broadcast_->Publish(std::move(shared));
+  Pump(std::move(lock));
 }
 
 void SessionOutbox::OnCommandAck(const engine::CommandAck& ack) {
@@ -204,8 +211,10 @@ void SessionOutbox::OnCompleted(const engine::CompletionStats& stats) {
       broadcast_ != nullptr ? std::make_shared<const v1::GenerateEvent>(e) : nullptr;
   PushLocked(std::move(e));
   end_status_ = absl::OkStatus();
-  Pump(std::move(lock));
+  // Before Pump: once the owner's stream finishes, its Detach would end the viewers with
+  // CANCELLED instead of this Completed.
   if (shared != nullptr) broadcast_->End(absl::OkStatus(), std::move(shared));
+  Pump(std::move(lock));
 }
 
 void SessionOutbox::OnFailed(const absl::Status& status) {
@@ -214,8 +223,8 @@ void SessionOutbox::OnFailed(const absl::Status& status) {
   spdlog::debug("{} failed: {}", tag_, status.ToString());
   // Chunks already queued are still delivered (a partial video is playable), then the status.
   end_status_ = status;
+  if (broadcast_ != nullptr) broadcast_->End(status);  // before Pump, as in OnCompleted
   Pump(std::move(lock));
-  if (broadcast_ != nullptr) broadcast_->End(status);
 }
 
 bool SessionOutbox::Congested() const {

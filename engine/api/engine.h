@@ -30,10 +30,21 @@ enum class PromptSwitchMode {
   kRecache,    // first re-run the previous block's cache pass with it (model.md §7.5)
 };
 
+// How a session's generation is paced (serving.md §3, engine/scheduler/pacing.h).
+enum class Pacing {
+  kDefault,           // EngineConfig::default_pacing
+  kRealTime,          // at most `lookahead` seconds of video ahead of the viewer's clock
+  kAsFastAsPossible,  // batch rendering: as fast as the device allows
+};
+
 struct EncodeOptions {
   std::optional<int> crf;              // H.264 constant quality [0, 51] (default 23)
   std::optional<int64_t> bitrate_bps;  // or an average bitrate; not both
   std::string preset = "veryfast";     // x264 preset
+  // One fragment per latent frame (4 video frames; the first of the video: 1) instead of one
+  // per block: the first pixels leave after one latent frame's decode. Keyframes stay at
+  // block starts (only a block's first fragment is a join point).
+  bool fragment_per_latent_frame = false;
 };
 
 struct PromptChange {
@@ -59,6 +70,11 @@ struct SessionSpec {
   EncodeOptions encode;
   int priority = 0;                           // higher wins among equal deadlines
   bool interactive = false;                   // allows RECACHE switches (more state memory)
+  Pacing pacing = Pacing::kDefault;
+  // Real-time pacing: how far (seconds of video) generation may run ahead of the viewer's
+  // playback clock. 0: EngineConfig::default_lookahead_seconds; else within
+  // [min_lookahead_seconds, max_lookahead_seconds].
+  double lookahead_seconds = 0;
   // For log lines only (see engine/api/log_tag.h): who asked, and the client's request id.
   std::string tenant;
   std::string request_id;
@@ -79,6 +95,8 @@ struct SessionInfo {
   int queue_position = 0;       // 0: admitted and running; k > 0: k-th in the queue
   bool live = false;            // open-ended: the lengths above grow
   int64_t slot_bytes = 0;       // state + decoder cache + caption bytes reserved
+  bool paced = false;           // real-time pacing (else as fast as possible)
+  double lookahead_seconds = 0;  // paced: the lookahead in effect
 };
 
 struct BlockTiming {
@@ -90,7 +108,7 @@ struct BlockTiming {
 };
 
 struct VideoChunk {
-  int64_t sequence = 0;         // 0 is the init segment, then one per block in order
+  int64_t sequence = 0;         // 0 is the init segment, then one per fragment in order
   int64_t block_index = -1;     // -1 for the init segment
   int64_t first_frame = 0;      // index of the chunk's first video frame
   int num_frames = 0;
@@ -101,19 +119,48 @@ struct VideoChunk {
   // The fragment starts with a keyframe and decodes after the init segment alone (a join
   // point for a late viewer); false for the init segment.
   bool keyframe = false;
-  BlockTiming timing;           // how the block was made (block chunks; zero for the init)
+  // The last fragment of its block (always, with one fragment per block): `timing` is the
+  // block's; zero on earlier fragments and the init segment.
+  bool last_in_block = true;
+  BlockTiming timing;  // how the block was made
+  // The prompt this block was made with: the command id of the switch_prompt that set it
+  // (0: the request's prompt or timeline) and its weight in the block's caption (1, or
+  // less during a transition_blocks blend with the previous caption).
+  uint64_t prompt_command_id = 0;
+  double prompt_weight = 1;
+  // The first chunk made with a switch's prompt carries how long that took.
+  struct SwitchVisible {
+    uint64_t command_id = 0;
+    double latency_seconds = 0;  // from the command's arrival to this chunk's hand-over
+    // This chunk's presentation time minus the viewer's playback position when the
+    // command arrived: how much later, in the viewer's video, the new prompt shows.
+    double playback_delay_seconds = 0;
+  };
+  std::optional<SwitchVisible> switch_visible;
 };
 
 // Interactive commands of a running session, as typed values.
 struct SwitchPromptCommand {
   std::string prompt;
   PromptSwitchMode mode = PromptSwitchMode::kImmediate;
+  // 0: the effective block uses the new caption. N > 0: blocks b, ..., b+N-1 blend the
+  // previous caption c0 with the new one c1 as (1 - a) c0 + a c1 with a = (i+1)/(N+1) for
+  // block b+i (elementwise over the padded embeddings, masks united), then c1 from b+N.
+  // At most EngineConfig::max_transition_blocks.
+  int transition_blocks = 0;
 };
 struct ExtendCommand {
   int num_frames = 0;  // video frames to add: a positive multiple of 4
 };
 struct StopCommand {};
-using SessionCommand = std::variant<SwitchPromptCommand, ExtendCommand, StopCommand>;
+// The viewer's player is at `seconds` of the video (paused or playing): re-anchors the
+// session's playback clock. Accepted after a stop too (it changes nothing in the video).
+struct PositionCommand {
+  double seconds = 0;
+  bool paused = false;
+};
+using SessionCommand =
+    std::variant<SwitchPromptCommand, ExtendCommand, StopCommand, PositionCommand>;
 
 // The answer to one command. Every command of a session gets exactly one, through the
 // session's sink, in the order the commands were given (accepted or refused alike).
@@ -222,6 +269,17 @@ struct EngineConfig {
   std::chrono::milliseconds stall_timeout{10'000};
   int text_queue_size = 64;         // prompt encodings waiting; beyond: ResourceExhausted
   int max_pending_commands = 16;    // per session, not yet applied; beyond: ResourceExhausted
+  int max_transition_blocks = 16;   // SwitchPromptCommand::transition_blocks
+  // Pacing (engine/scheduler/pacing.h): what a request without one gets, and the bounds.
+  Pacing default_pacing = Pacing::kRealTime;
+  double default_lookahead_seconds = 5.0;
+  double min_lookahead_seconds = 0.5;
+  double max_lookahead_seconds = 60.0;
+  // Time budget for real-time sessions (engine/scheduler/scheduler.h): the share of the
+  // device's time they may use together (0: no time budget), and how many real-time
+  // streams fit (0: measured from the per-block cost of what runs).
+  double realtime_utilization = 0.9;
+  int realtime_capacity = 0;
   SessionPolicy policy;
   // Optional measurements sink (not a setting: Validate ignores it).
   std::shared_ptr<EngineObserver> observer;
@@ -238,6 +296,7 @@ struct EngineStats {
   uint64_t completed = 0, failed = 0, cancelled = 0, rejected = 0;
   uint64_t forwards = 0, forward_items = 0;  // DiT forwards run and work items in them
   bool draining = false;
+  double realtime_load = 0;  // the real-time sessions' share of the time budget
   // CUDA caching allocator: bytes in tensors and bytes held from the device; -1 on CPU.
   int64_t device_memory_allocated_bytes = -1;
   int64_t device_memory_reserved_bytes = -1;
@@ -255,6 +314,9 @@ struct ModelInfo {
   int min_dimension = 32, max_dimension = 1280, dimension_multiple = 16;
   int max_num_frames = 961;
   int max_live_frames = 3841;       // a live session's longest video (limit and RoPE)
+  Pacing default_pacing = Pacing::kRealTime;
+  double default_lookahead_seconds = 5, min_lookahead_seconds = 0.5, max_lookahead_seconds = 60;
+  int max_transition_blocks = 16;
   std::string version;              // longsana-serve version
 };
 

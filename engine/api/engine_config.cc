@@ -48,6 +48,30 @@ absl::Status EngineConfig::Validate() const {
   if (max_pending_commands < 1 || max_pending_commands > 4096) {
     return Bad("max_pending_commands", "must be in [1, 4096]");
   }
+  if (max_transition_blocks < 0 || max_transition_blocks > 1024) {
+    return Bad("max_transition_blocks", "must be in [0, 1024]");
+  }
+  if (default_pacing == Pacing::kDefault) {
+    return Bad("default_pacing", "must be real-time or as fast as possible");
+  }
+  // NaN fails every comparison below, so each check is written to be false for it.
+  if (!(min_lookahead_seconds >= 0 && min_lookahead_seconds <= 3600)) {
+    return Bad("min_lookahead_seconds", "must be in [0, 3600]");
+  }
+  if (!(max_lookahead_seconds >= min_lookahead_seconds && max_lookahead_seconds <= 3600)) {
+    return Bad("max_lookahead_seconds", "must be in [min_lookahead_seconds, 3600]");
+  }
+  if (!(default_lookahead_seconds >= min_lookahead_seconds &&
+        default_lookahead_seconds <= max_lookahead_seconds)) {
+    return Bad("default_lookahead_seconds",
+               "must be in [min_lookahead_seconds, max_lookahead_seconds]");
+  }
+  if (!(realtime_utilization >= 0 && realtime_utilization <= 1)) {
+    return Bad("realtime_utilization", "must be in [0, 1] (0: no time budget)");
+  }
+  if (realtime_capacity < 0 || realtime_capacity > 4096) {
+    return Bad("realtime_capacity", "must be in [0, 4096] (0: measured)");
+  }
   return policy.Validate();
 }
 

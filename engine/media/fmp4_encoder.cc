@@ -276,8 +276,8 @@ std::string Fmp4Encoder::mime_type() const {
   return StrCat("video/mp4; codecs=\"", codec_string_, "\"");
 }
 
-absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlock(std::span<const uint8_t> rgb,
-                                                         int num_frames) {
+absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeFragment(std::span<const uint8_t> rgb,
+                                                            int num_frames, bool starts_block) {
   if (!failure_.ok()) {
     return absl::FailedPreconditionError(
         StrCat("encoder is unusable after an earlier error: ", failure_.message()));
@@ -292,13 +292,17 @@ absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlock(std::span<const uint8_t
         "rgb must hold num_frames * height * width * 3 = ", num_frames, " * ", settings_.height,
         " * ", settings_.width, " * 3 = ", expected_bytes, " bytes, got ", rgb.size()));
   }
-  absl::StatusOr<EncodedFragment> fragment = EncodeBlockImpl(rgb, num_frames);
+  if (!starts_block && next_block_ == 0) {
+    return absl::InvalidArgumentError(
+        "starts_block: the first fragment of a stream must start a block (an IDR frame)");
+  }
+  absl::StatusOr<EncodedFragment> fragment = EncodeImpl(rgb, num_frames, starts_block);
   if (!fragment.ok()) failure_ = fragment.status();
   return fragment;
 }
 
-absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlockImpl(std::span<const uint8_t> rgb,
-                                                             int num_frames) {
+absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeImpl(std::span<const uint8_t> rgb,
+                                                        int num_frames, bool starts_block) {
   const int64_t first_frame = next_frame_;
   const size_t frame_bytes = static_cast<size_t>(settings_.height) * settings_.width * 3;
   padded_rgb_.resize(frame_bytes + kSourcePadding);
@@ -317,10 +321,10 @@ absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlockImpl(std::span<const uin
                     frame_->linesize);
     if (ret < 0) return FfmpegError(ret, "sws_scale(rgb24->yuv420p)");
     frame_->pts = first_frame + i;  // in codec time base 1/fps
-    frame_->pict_type = i == 0 ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+    frame_->pict_type = i == 0 && starts_block ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
     ret = avcodec_send_frame(codec_.get(), frame_.get());
     if (ret < 0) return FfmpegError(ret, "avcodec_send_frame(libx264)");
-    LONGSANA_RETURN_IF_ERROR(WriteReadyPackets(first_frame, &packets_in_block));
+    LONGSANA_RETURN_IF_ERROR(WriteReadyPackets(first_frame, starts_block, &packets_in_block));
   }
   // zerolatency + slice threads: x264 returns each frame's packet before taking the next
   // frame, so nothing is pending here. Draining (sending a null frame) would end the stream,
@@ -340,19 +344,22 @@ absl::StatusOr<EncodedFragment> Fmp4Encoder::EncodeBlockImpl(std::span<const uin
   EncodedFragment fragment;
   fragment.bytes = std::move(pending_output_);
   pending_output_.clear();
-  LONGSANA_RETURN_IF_ERROR(ExpectBoxLayout(fragment.bytes, {"moof", "mdat"},
-                                           StrCat("the fragment of block ", next_block_)));
-  fragment.block_index = next_block_;
+  const int64_t block = starts_block ? next_block_ : next_block_ - 1;
+  LONGSANA_RETURN_IF_ERROR(
+      ExpectBoxLayout(fragment.bytes, {"moof", "mdat"}, StrCat("the fragment of block ", block)));
+  fragment.block_index = block;
+  fragment.keyframe = starts_block;
   fragment.first_frame = first_frame;
   fragment.num_frames = num_frames;
   fragment.start_seconds = static_cast<double>(first_frame) / settings_.fps;
   fragment.duration_seconds = static_cast<double>(num_frames) / settings_.fps;
   next_frame_ += num_frames;
-  ++next_block_;
+  if (starts_block) ++next_block_;
   return fragment;
 }
 
-absl::Status Fmp4Encoder::WriteReadyPackets(int64_t first_frame, int* packets_in_block) {
+absl::Status Fmp4Encoder::WriteReadyPackets(int64_t first_frame, bool starts_block,
+                                            int* packets_in_block) {
   while (true) {
     int ret = avcodec_receive_packet(codec_.get(), packet_.get());
     if (ret == AVERROR(EAGAIN)) return absl::OkStatus();
@@ -365,7 +372,7 @@ absl::Status Fmp4Encoder::WriteReadyPackets(int64_t first_frame, int* packets_in
       return absl::InternalError(StrCat("libx264 packet has pts ", pts, " dts ", dts, ", expected ",
                                         expected_pts, " (in 1/fps units)"));
     }
-    if (*packets_in_block == 0 && (packet_->flags & AV_PKT_FLAG_KEY) == 0) {
+    if (starts_block && *packets_in_block == 0 && (packet_->flags & AV_PKT_FLAG_KEY) == 0) {
       av_packet_unref(packet_.get());
       return absl::InternalError(
           StrCat("libx264 did not start block ", next_block_, " with a key frame"));

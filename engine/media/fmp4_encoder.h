@@ -8,6 +8,11 @@
 //                             block; its first frame is an IDR frame (a GOP never spans two
 //                             blocks), so any fragment can start playback after the init
 //                             segment (a late viewer joins at any block).
+//   EncodeFragment()          the same for part of a block (e.g. one latent frame's 4 video
+//                             frames, for lower latency): only a fragment that starts a
+//                             block starts with an IDR frame (x264 makes no other: keyint
+//                             infinite, no scene cuts); the others continue its GOP and decode
+//                             after the fragments since the block's start.
 // Timestamps are continuous across blocks: frame n of the session has pts n / fps seconds;
 // every moof carries its absolute start time (tfdt, default-base-is-moof). init_segment()
 // followed by every fragment in order is a complete fragmented MP4 file (no trailer needed).
@@ -74,7 +79,8 @@ struct EncoderSettings {
 // One encoded block.
 struct EncodedFragment {
   std::string bytes;        // exactly one moof + mdat box
-  int64_t block_index = 0;  // 0-based; the moof's sequence number is block_index + 1
+  int64_t block_index = 0;  // 0-based block the fragment belongs to
+  bool keyframe = true;     // starts a block with an IDR frame (EncodeFragment's starts_block)
   int64_t first_frame = 0;  // index of the block's first frame in the session
   int num_frames = 0;
   double start_seconds = 0;     // first_frame / fps
@@ -110,7 +116,14 @@ class Fmp4Encoder {
   // size) leaves the encoder usable; any other error (an FFmpeg failure, a broken internal
   // invariant such as frames held back by the encoder) leaves the stream inconsistent, and
   // every later call returns FailedPrecondition carrying the original error.
-  absl::StatusOr<EncodedFragment> EncodeBlock(std::span<const uint8_t> rgb, int num_frames);
+  absl::StatusOr<EncodedFragment> EncodeBlock(std::span<const uint8_t> rgb, int num_frames) {
+    return EncodeFragment(rgb, num_frames, /*starts_block=*/true);
+  }
+  // The next `num_frames` frames as one fragment; `starts_block` makes its first frame an
+  // IDR frame and begins a new block. The session's first fragment must start a block
+  // (InvalidArgument otherwise). Errors as EncodeBlock.
+  absl::StatusOr<EncodedFragment> EncodeFragment(std::span<const uint8_t> rgb, int num_frames,
+                                                 bool starts_block);
 
   int64_t frames_encoded() const { return next_frame_; }
   int64_t blocks_encoded() const { return next_block_; }
@@ -118,9 +131,10 @@ class Fmp4Encoder {
  private:
   explicit Fmp4Encoder(const EncoderSettings& settings);
   absl::Status Open();
-  absl::StatusOr<EncodedFragment> EncodeBlockImpl(std::span<const uint8_t> rgb, int num_frames);
+  absl::StatusOr<EncodedFragment> EncodeImpl(std::span<const uint8_t> rgb, int num_frames,
+                                             bool starts_block);
   // Sends every packet the encoder has ready to the muxer; counts them in *packets_in_block.
-  absl::Status WriteReadyPackets(int64_t first_frame, int* packets_in_block);
+  absl::Status WriteReadyPackets(int64_t first_frame, bool starts_block, int* packets_in_block);
 
   const EncoderSettings settings_;
   // Members are destroyed in reverse declaration order: the muxer (format context) is freed

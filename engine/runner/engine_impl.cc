@@ -41,7 +41,8 @@ EngineImpl::EngineImpl(const EngineConfig& config)
     : config_(config),
       device_(config.device == DeviceKind::kCuda ? at::Device(at::kCUDA) : at::Device(at::kCPU)),
       registry_(SchedulerLimits{config.max_sessions, config.memory_budget_bytes, config.queue_size,
-                                config.max_batch}) {}
+                                config.max_batch, config.realtime_utilization,
+                                config.realtime_capacity}) {}
 
 absl::StatusOr<std::unique_ptr<EngineImpl>> EngineImpl::Create(const EngineConfig& config) {
   LONGSANA_RETURN_IF_ERROR(config.Validate());
@@ -259,6 +260,15 @@ absl::Status EngineImpl::ValidateSpec(const SessionSpec& spec) const {
                       "context at the same cost)"));
   }
   LONGSANA_RETURN_IF_ERROR(sampler.Validate());
+  if (spec.lookahead_seconds != 0 && !(spec.lookahead_seconds >= config_.min_lookahead_seconds &&
+                                       spec.lookahead_seconds <= config_.max_lookahead_seconds)) {
+    return Bad(
+        "lookahead_seconds",
+        StrCat("must be 0 (the server's default, ", config_.default_lookahead_seconds,
+               " s) or in [", config_.min_lookahead_seconds, ", ", config_.max_lookahead_seconds,
+               "] seconds (--min-lookahead-seconds, --max-lookahead-seconds), got ",
+               spec.lookahead_seconds));
+  }
   if (spec.motion_score < 1 || spec.motion_score > 100) {
     return Bad("motion_score", StrCat("must be in [1, 100], got ", spec.motion_score));
   }
@@ -328,6 +338,14 @@ absl::StatusOr<int64_t> EngineImpl::SlotBytes(const SessionSpec& spec) const {
   return dit + vae + captions * caption_bytes;
 }
 
+double EngineImpl::BlockCost(const SessionSpec& spec) const {
+  // DiT tokens per latent frame times denoising steps: what a block costs relative to
+  // another (the VAE's share grows with the same pixel count).
+  const size_t steps =
+      spec.timesteps.empty() ? SamplerOptions{}.timesteps.size() : spec.timesteps.size();
+  return static_cast<double>(spec.height / 16) * (spec.width / 16) * static_cast<double>(steps);
+}
+
 absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr<ChunkSink> sink) {
   LONGSANA_RETURN_IF_ERROR(ValidateSpec(spec));
   if (!healthy_) return absl::UnavailableError("the engine is unhealthy (device error)");
@@ -352,6 +370,12 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   }
   s->encoder_settings = EncoderSettingsFor(spec);
   LONGSANA_ASSIGN_OR_RETURN(s->slot_bytes, SlotBytes(spec));
+  const Pacing pacing = spec.pacing == Pacing::kDefault ? config_.default_pacing : spec.pacing;
+  if (pacing == Pacing::kRealTime) {
+    s->lookahead_seconds =
+        spec.lookahead_seconds > 0 ? spec.lookahead_seconds : config_.default_lookahead_seconds;
+  }
+  s->cost = BlockCost(spec);
   s->events = std::make_shared<SessionEvents>(std::move(sink));
   for (const auto& change : spec.prompt_timeline) {
     PendingSwitch timeline_switch;
@@ -367,6 +391,8 @@ absl::StatusOr<SessionInfo> EngineImpl::Submit(SessionSpec spec, std::shared_ptr
   info.fps = config_.fps;
   info.slot_bytes = s->slot_bytes;
   info.live = spec.live;
+  info.paced = s->lookahead_seconds >= 0;
+  info.lookahead_seconds = std::max(0.0, s->lookahead_seconds);
   s->spec = std::move(spec);
   s->RefreshLengths();  // not shared yet
 
@@ -419,6 +445,8 @@ absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id
                           " is not greater than the session's previous "
                           "command_id ",
                           s->last_command_id, " (ids must increase; duplicates are refused)"));
+    } else if (auto* position = std::get_if<PositionCommand>(&*command)) {
+      result = PositionLocked(*s, *position);
     } else if (s->stopped) {
       result = absl::FailedPreconditionError(
           "the session was stopped: no commands are accepted after stop");
@@ -427,7 +455,7 @@ absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id
           StrCat("too many commands pending (", s->pending_ops.size(),
                  ", --max-pending-commands): retry after the next acknowledgement"));
     } else if (auto* sw = std::get_if<SwitchPromptCommand>(&*command)) {
-      result = SwitchPromptLocked(lock, s, std::move(*sw));
+      result = SwitchPromptLocked(lock, s, command_id, std::move(*sw));
     } else if (auto* ex = std::get_if<ExtendCommand>(&*command)) {
       result = ExtendLocked(*s, *ex);
     } else {
@@ -451,8 +479,14 @@ absl::StatusOr<CommandAck> EngineImpl::Command(SessionId id, uint64_t command_id
 
 absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock& lock,
                                                           const std::shared_ptr<Session>& s,
+                                                          uint64_t command_id,
                                                           SwitchPromptCommand command) {
   LONGSANA_RETURN_IF_ERROR(ValidatePrompt("switch_prompt.prompt", command.prompt));
+  if (command.transition_blocks < 0 || command.transition_blocks > config_.max_transition_blocks) {
+    return Bad("switch_prompt.transition_blocks",
+               StrCat("must be in [0, ", config_.max_transition_blocks,
+                      "] (--max-transition-blocks), got ", command.transition_blocks));
+  }
   if (command.mode == PromptSwitchMode::kRecache && !s->spec.interactive) {
     return Bad("switch_prompt.mode", "RECACHE needs an interactive (Session) stream");
   }
@@ -467,6 +501,10 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock&
   PendingSwitch pending;
   pending.prompt = std::move(command.prompt);
   pending.mode = command.mode;
+  pending.transition_blocks = command.transition_blocks;
+  pending.command_id = command_id;
+  pending.received = Clock::now();
+  pending.position_at_receipt = s->clock.Position(pending.received);
   pending.generation = ++switch_generation_;
   s->text_switch = std::make_pair(block, pending.generation);
   s->switches[block] = std::move(pending);
@@ -478,6 +516,10 @@ absl::StatusOr<CommandAck> EngineImpl::SwitchPromptLocked(SessionRegistry::Lock&
                    ? StrCat("prompt switched at block ", block, " (block ", block - 1,
                             " re-cached with the new prompt)")
                    : StrCat("prompt switched at block ", block);
+  if (command.transition_blocks > 0) {
+    ack.detail += StrCat(", blended with the previous prompt over ", command.transition_blocks,
+                         command.transition_blocks == 1 ? " block" : " blocks");
+  }
   spdlog::debug("{} prompt switch at block {}", s->log_tag, block);
   return ack;
 }
@@ -511,6 +553,28 @@ absl::StatusOr<CommandAck> EngineImpl::ExtendLocked(Session& s, const ExtendComm
   return ack;
 }
 
+absl::StatusOr<CommandAck> EngineImpl::PositionLocked(Session& s, const PositionCommand& command) {
+  if (!(command.seconds >= 0 && command.seconds <= 1e7)) {
+    return Bad("position.seconds",
+               StrCat("must be a playback position in [0, 1e7] seconds, got ", command.seconds));
+  }
+  s.clock.Report(Clock::now(), command.seconds, command.paused);
+  // The block the viewer is in.
+  int64_t block = 0;
+  while (block + 1 < s.num_blocks() &&
+         s.BlockStartSeconds(block + 1, config_.fps) <= command.seconds) {
+    ++block;
+  }
+  CommandAck ack;
+  ack.effective_block = block;
+  ack.detail =
+      StrCat("playback position ", command.seconds, " s", command.paused ? " (paused)" : "",
+             s.lookahead_seconds < 0 ? "; this session is not paced" : "");
+  ack.num_frames = s.info.num_frames;
+  ack.num_blocks = s.info.num_blocks;
+  return ack;
+}
+
 absl::StatusOr<CommandAck> EngineImpl::StopLocked(Session& s) {
   // The video ends with the block in progress (at least block 0).
   const int64_t last = std::max<int64_t>(0, s.next_unstarted_block - 1);
@@ -537,7 +601,12 @@ EngineStats EngineImpl::Stats() const {
   const Scheduler& scheduler = registry_.scheduler();
   st.running = scheduler.running();
   st.queued = scheduler.queued();
-  st.admissible = registry_.draining ? 0 : scheduler.Admissible(default_slot_bytes_);
+  st.admissible =
+      registry_.draining
+          ? 0
+          : scheduler.Admissible(default_slot_bytes_, config_.default_pacing == Pacing::kRealTime,
+                                 BlockCost(SessionSpec{}));
+  st.realtime_load = scheduler.RealtimeLoad();
   st.max_sessions = config_.max_sessions;
   st.slot_bytes_in_use = scheduler.bytes_in_use();
   st.memory_budget_bytes = scheduler.limits().memory_budget_bytes;
@@ -577,6 +646,11 @@ ModelInfo EngineImpl::Info() const {
   m.max_dimension = config_.max_dimension;
   m.max_num_frames = config_.max_num_frames;
   m.max_live_frames = live_limit_frames_;
+  m.default_pacing = config_.default_pacing;
+  m.default_lookahead_seconds = config_.default_lookahead_seconds;
+  m.min_lookahead_seconds = config_.min_lookahead_seconds;
+  m.max_lookahead_seconds = config_.max_lookahead_seconds;
+  m.max_transition_blocks = config_.max_transition_blocks;
   m.version = LONGSANA_VERSION;
   return m;
 }

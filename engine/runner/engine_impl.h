@@ -60,9 +60,12 @@ class EngineImpl final : public Engine {
   // Commands, under the lock; each returns the ack or the refusal.
   absl::StatusOr<CommandAck> SwitchPromptLocked(SessionRegistry::Lock& lock,
                                                 const std::shared_ptr<Session>& s,
-                                                SwitchPromptCommand command);
+                                                uint64_t command_id, SwitchPromptCommand command);
   absl::StatusOr<CommandAck> ExtendLocked(Session& s, const ExtendCommand& command);
   absl::StatusOr<CommandAck> StopLocked(Session& s);
+  absl::StatusOr<CommandAck> PositionLocked(Session& s, const PositionCommand& command);
+  // A block's relative compute (SessionTicket::cost): tokens per latent frame x steps.
+  double BlockCost(const SessionSpec& spec) const;
 
   EngineConfig config_;
   int live_limit_frames_ = 0;  // a live session's longest video: max_live_seconds and RoPE

@@ -43,6 +43,35 @@ void MaybeCompleteLocked(SessionRegistry::Lock& lock, Session& s) {
   lock.registry().CompleteLocked(lock, s, std::move(stats));
 }
 
+void MediaPipeline::NoteDeliveredLocked(Session& s, VideoChunk& chunk, const BlockTiming& timing,
+                                        double dit_share_seconds, Clock::time_point now,
+                                        bool last_in_block) {
+  const double fps = s.info.fps > 0 ? s.info.fps : 16;
+  s.clock.Delivered(now, static_cast<double>(chunk.first_frame + chunk.num_frames) / fps);
+  if (auto it = s.block_prompts.find(chunk.block_index); it != s.block_prompts.end()) {
+    chunk.prompt_command_id = it->second.command_id;
+    chunk.prompt_weight = it->second.weight;
+    if (last_in_block) s.block_prompts.erase(it);
+  }
+  if (auto it = s.switch_origins.find(chunk.block_index); it != s.switch_origins.end()) {
+    chunk.switch_visible =
+        VideoChunk::SwitchVisible{it->second.command_id, Seconds(now - it->second.received),
+                                  chunk.presentation_seconds - it->second.position_at_receipt};
+    s.switch_origins.erase(it);
+  }
+  if (!last_in_block) return;
+  // Time budget: what this block cost against the real time it lasts (the DiT share plus
+  // decode and encode spread over the workers), smoothed.
+  const double duration = static_cast<double>(chunk.first_frame + chunk.num_frames) / fps -
+                          s.BlockStartSeconds(chunk.block_index, static_cast<int>(fps));
+  if (!(duration > 0)) return;
+  const double cost =
+      dit_share_seconds + (timing.decode_seconds + timing.encode_seconds) / options_.workers;
+  const double load = cost / duration;
+  s.load = s.load < 0 ? load : 0.7 * s.load + 0.3 * load;
+  registry_.scheduler().SetLoad(s.id, s.load);
+}
+
 void MediaPipeline::Start() {
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { Loop(); });
 }
@@ -69,6 +98,94 @@ void MediaPipeline::PushLocked(SessionRegistry::Lock&, const std::shared_ptr<Ses
   }
 }
 
+absl::StatusOr<EncodedFragment> MediaPipeline::DecodeAndEncode(Session& s, MediaJob& job,
+                                                               int64_t piece, int64_t pieces,
+                                                               BlockTiming& timing) {
+  const SessionId id = s.id;
+  absl::StatusOr<EncodedFragment> fragment = absl::InternalError("not run");
+  try {
+    const auto t0 = Clock::now();
+#if LONGSANA_TORCH_CUDA
+    // The latent was allocated on the runner's stream: keep the caching allocator from
+    // handing its memory back to that stream while this stream still reads it.
+    if (piece == 0 && job.latent.is_cuda()) {
+      job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
+    }
+#endif
+    // Decoding a block one latent frame at a time with the same cache gives the same frames
+    // (wan_vae_decoder.h), so both fragment layouts carry identical video.
+    const at::Tensor latent = pieces == 1 ? job.latent : job.latent.slice(1, piece, piece + 1);
+    const int64_t first_latent = pieces == 1 ? 0 : piece;
+    const int64_t fault_frame = job.latent.size(1) > 1 ? 1 : 0;
+    at::Tensor video =
+        vae_.DecodeBlock(latent.unsqueeze(0), s.vae_cache.get(), [&](int64_t latent_frame) {
+          if (s.abort_decode.load()) throw DecodeStopped{};
+          if (first_latent + latent_frame == fault_frame) {
+            TORCH_CHECK(!fault_injection::Armed(fault_injection::kMediaDecode, id),
+                        "injected fault in the middle of the VAE decode of session ", id);
+          }
+        });
+    at::Tensor frames = VideoToUint8Frames(video).to(at::kCPU).contiguous();  // [F, H, W, 3]
+    const auto t1 = Clock::now();
+    fragment = s.encoder->EncodeFragment(
+        std::span<const uint8_t>(frames.data_ptr<uint8_t>(), frames.numel()),
+        static_cast<int>(frames.size(0)), /*starts_block=*/piece == 0);
+    timing.decode_seconds += Seconds(t1 - t0);
+    timing.encode_seconds += Seconds(Clock::now() - t1);
+    if (fragment.ok() && static_cast<int64_t>(fragment->bytes.size()) > options_.max_chunk_bytes) {
+      fragment = absl::ResourceExhaustedError(
+          StrCat("output: block ", job.block, " encoded to a fragment of ", fragment->bytes.size(),
+                 " bytes, more than the server's chunk limit of ", options_.max_chunk_bytes,
+                 " bytes (--max-chunk-bytes); lower the bitrate or raise the CRF"));
+    }
+  } catch (const DecodeStopped&) {
+    fragment = absl::CancelledError("decode stopped: the session has ended");
+  } catch (...) {
+    fragment = StatusFromCurrentException("VAE decode");
+    if (options_.after_failure) options_.after_failure();
+  }
+  return fragment;
+}
+
+void MediaPipeline::EmitLocked(SessionRegistry::Lock& lock, Session& s, const MediaJob& job,
+                               EncodedFragment fragment, BlockTiming& timing, bool last_in_block) {
+  const std::string mime = s.encoder->mime_type();
+  if (!s.init_sent) {
+    VideoChunk init;
+    init.sequence = 0;
+    init.block_index = -1;
+    init.mime_type = mime;
+    init.bytes = s.encoder->init_segment();
+    s.events->Chunk(std::move(init));
+    s.init_sent = true;
+  }
+  VideoChunk chunk;
+  chunk.sequence = s.next_sequence++;
+  chunk.block_index = job.block;
+  chunk.first_frame = fragment.first_frame;
+  chunk.num_frames = fragment.num_frames;
+  chunk.presentation_seconds = fragment.start_seconds;
+  chunk.duration_seconds = fragment.duration_seconds;
+  chunk.mime_type = mime;
+  chunk.keyframe = fragment.keyframe;
+  chunk.last_in_block = last_in_block;
+  chunk.bytes = std::move(fragment.bytes);
+  const auto now = Clock::now();
+  const double since_start = Seconds(now - s.start_time);
+  if (s.first_chunk_seconds < 0) s.first_chunk_seconds = since_start;
+  timing.ready_seconds = since_start;
+  if (last_in_block) {
+    chunk.timing = timing;
+    s.timings.push_back(timing);
+  }
+  NoteDeliveredLocked(s, chunk, timing, job.dit_share_seconds, now, last_in_block);
+  const int frames = chunk.num_frames;
+  s.events->Chunk(std::move(chunk));
+  lock.Notify(s.events);
+  spdlog::debug("{} block {} fragment sent ({} frames, decode {:.3f} s, encode {:.3f} s so far)",
+                s.log_tag, job.block, frames, timing.decode_seconds, timing.encode_seconds);
+}
+
 void MediaPipeline::Loop() {
   c10::InferenceMode inference;
 #if LONGSANA_TORCH_CUDA
@@ -92,89 +209,35 @@ void MediaPipeline::Loop() {
     MediaJob job = std::move(s->media_queue.front());
     s->media_queue.pop_front();
     s->media_busy = true;
-    const SessionId id = s->id;
+    // One fragment per block, or (OutputOptions) one per latent frame: the first pixels
+    // leave after one latent frame's decode. Either way the block starts with a keyframe.
+    const int64_t pieces = s->spec.encode.fragment_per_latent_frame ? job.latent.size(1) : 1;
     lock.Unlock();
 
-    // --- Outside the lock: only this worker touches s's decoder cache and encoder.
     BlockTiming timing;
     timing.block = job.block;
     timing.dit_seconds = job.dit_seconds;
-    absl::StatusOr<EncodedFragment> fragment = absl::InternalError("not run");
-    try {
-      const auto t0 = Clock::now();
-#if LONGSANA_TORCH_CUDA
-      // The latent was allocated on the runner's stream: keep the caching allocator from
-      // handing its memory back to that stream while this stream still reads it.
-      if (job.latent.is_cuda()) job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
-#endif
-      const int64_t fault_frame = job.latent.size(1) > 1 ? 1 : 0;
-      at::Tensor video =
-          vae_.DecodeBlock(job.latent.unsqueeze(0), s->vae_cache.get(), [&](int64_t latent_frame) {
-            if (s->abort_decode.load()) throw DecodeStopped{};
-            if (latent_frame == fault_frame) {
-              TORCH_CHECK(!fault_injection::Armed(fault_injection::kMediaDecode, id),
-                          "injected fault in the middle of the VAE decode of session ", id);
-            }
-          });
-      at::Tensor frames = VideoToUint8Frames(video).to(at::kCPU).contiguous();  // [F, H, W, 3]
-      const auto t1 = Clock::now();
-      fragment = s->encoder->EncodeBlock(
-          std::span<const uint8_t>(frames.data_ptr<uint8_t>(), frames.numel()),
-          static_cast<int>(frames.size(0)));
-      timing.decode_seconds = Seconds(t1 - t0);
-      timing.encode_seconds = Seconds(Clock::now() - t1);
-      if (fragment.ok() &&
-          static_cast<int64_t>(fragment->bytes.size()) > options_.max_chunk_bytes) {
-        fragment = absl::ResourceExhaustedError(
-            StrCat("output: block ", job.block, " encoded to ", fragment->bytes.size(),
-                   " bytes, more than the server's chunk limit of ", options_.max_chunk_bytes,
-                   " bytes (--max-chunk-bytes); lower the bitrate or raise the CRF"));
+    bool ended = false;
+    for (int64_t piece = 0; piece < pieces; ++piece) {
+      // --- Outside the lock: only this worker touches s's decoder cache and encoder.
+      absl::StatusOr<EncodedFragment> fragment = DecodeAndEncode(*s, job, piece, pieces, timing);
+      lock.Relock();
+      if (s->ended()) {
+        ended = true;
+        break;
       }
-    } catch (const DecodeStopped&) {
-      fragment = absl::CancelledError("decode stopped: the session has ended");
-    } catch (...) {
-      fragment = StatusFromCurrentException("VAE decode");
-      if (options_.after_failure) options_.after_failure();
+      if (!fragment.ok()) {
+        registry_.EndLocked(lock, *s, fragment.status());
+        ended = true;
+        break;
+      }
+      EmitLocked(lock, *s, job, *std::move(fragment), timing, piece + 1 == pieces);
+      if (piece + 1 < pieces) lock.Unlock();
     }
-
-    lock.Relock();
     s->media_busy = false;
     registry_.Wake();
-    if (s->ended()) continue;
-    if (!fragment.ok()) {
-      registry_.EndLocked(lock, *s, fragment.status());
-      continue;
-    }
+    if (ended) continue;
     ++s->blocks_encoded;
-    const std::string mime = s->encoder->mime_type();
-    if (!s->init_sent) {
-      VideoChunk init;
-      init.sequence = 0;
-      init.block_index = -1;
-      init.mime_type = mime;
-      init.bytes = s->encoder->init_segment();
-      s->events->Chunk(std::move(init));
-      s->init_sent = true;
-    }
-    VideoChunk chunk;
-    chunk.sequence = job.block + 1;
-    chunk.block_index = job.block;
-    chunk.first_frame = fragment->first_frame;
-    chunk.num_frames = fragment->num_frames;
-    chunk.presentation_seconds = fragment->start_seconds;
-    chunk.duration_seconds = fragment->duration_seconds;
-    chunk.mime_type = mime;
-    chunk.keyframe = true;
-    chunk.bytes = std::move(fragment->bytes);
-    const double since_start = Seconds(Clock::now() - s->start_time);
-    if (s->first_chunk_seconds < 0) s->first_chunk_seconds = since_start;
-    timing.ready_seconds = since_start;
-    chunk.timing = timing;
-    s->timings.push_back(timing);
-    s->events->Chunk(std::move(chunk));
-    lock.Notify(s->events);
-    spdlog::debug("{} block {} sent ({} frames, decode {:.3f} s, encode {:.3f} s)", s->log_tag,
-                  job.block, chunk.num_frames, timing.decode_seconds, timing.encode_seconds);
     if (!s->media_queue.empty()) {
       s->media_listed = true;
       ready_.push_back(s);

@@ -5,7 +5,9 @@
 // encodes its oldest block with the session's decoder cache and encoder, and lists the
 // session again if more blocks wait. So one session's blocks are processed in order, by one
 // worker at a time, while different sessions' blocks run in parallel: a costly session
-// (a slow preset, a large frame) occupies one worker, not the pipeline.
+// (a slow preset, a large frame) occupies one worker, not the pipeline. A block goes out as
+// one fragment or, when the request asks (EncodeOptions::fragment_per_latent_frame), as one
+// fragment per latent frame, each handed over as soon as it is encoded.
 //
 // A decode stops at its next latent frame once its session has ended (cancel, drain
 // timeout, shutdown). A fragment over `max_chunk_bytes` ends its session with
@@ -49,6 +51,18 @@ class MediaPipeline {
 
  private:
   void Loop();
+  // Decodes and encodes piece `piece` of `pieces` of a block (the whole block, or one latent
+  // frame) into one fragment; adds the seconds it took to `timing`. Outside the lock.
+  absl::StatusOr<EncodedFragment> DecodeAndEncode(Session& s, MediaJob& job, int64_t piece,
+                                                  int64_t pieces, BlockTiming& timing);
+  // Hands one fragment (after the init segment, the first time) to the session's events.
+  void EmitLocked(SessionRegistry::Lock& lock, Session& s, const MediaJob& job,
+                  EncodedFragment fragment, BlockTiming& timing, bool last_in_block);
+  // A fragment is about to go out: the viewer's clock, the chunk's prompt fields and
+  // switch-to-visible report, and (at the block's last fragment) the session's measured
+  // load for the time budget.
+  void NoteDeliveredLocked(Session& s, VideoChunk& chunk, const BlockTiming& timing,
+                           double dit_share_seconds, Clock::time_point now, bool last_in_block);
 
   SessionRegistry& registry_;
   const WanVaeDecoder& vae_;

@@ -55,10 +55,27 @@ void Runner::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-double Runner::DeadlineLocked(const Session& s) const {
-  const double block_seconds =
-      4.0 * static_cast<double>(s.sampler_options.block_frames) / options_.fps;
-  return Seconds(s.start_time - epoch_) + block_seconds * static_cast<double>(s.sampler->block());
+double Runner::DeadlineLocked(const Session& s, Clock::time_point now) const {
+  const double block_start = s.BlockStartSeconds(s.sampler->block(), options_.fps);
+  if (s.lookahead_seconds >= 0) {
+    // Paced: the block is due when the viewer reaches its start (never, while paused).
+    return Seconds(now - epoch_) + std::min(SecondsUntilDue(s.clock, block_start, now), 1e8);
+  }
+  // As fast as possible: after every paced session (they are due within their lookahead),
+  // among themselves in real-time order from their start.
+  constexpr double kAfterPaced = 1e9;
+  return kAfterPaced + Seconds(s.start_time - epoch_) + block_start;
+}
+
+bool Runner::PacedMayRunLocked(const Session& s, Clock::time_point now) const {
+  if (s.lookahead_seconds < 0) return true;
+  const SamplerSession& sampler = *s.sampler;
+  const bool starts_block =
+      (sampler.phase() == SamplerSession::Phase::kDenoise && sampler.step() == 0) ||
+      sampler.phase() == SamplerSession::Phase::kRecache;
+  if (!starts_block) return true;  // a block in progress is finished
+  return MayStartBlock(s.BlockStartSeconds(sampler.block(), options_.fps), s.clock.Position(now),
+                       s.lookahead_seconds);
 }
 
 void Runner::GrowLiveLocked(Session& s) {
@@ -119,21 +136,53 @@ bool Runner::StalledLocked(SessionRegistry::Lock& lock, Session& s, Clock::time_
 bool Runner::ApplySwitchesLocked(Session& s) {
   // A switch for block b applies while b has not started: before its first denoise step or
   // during its pending recache. Applying it before planning keeps the token count right
-  // (a recache runs the previous block, which may have another length).
+  // (a recache runs the previous block, which may have another length). Called every
+  // iteration until the block starts (a paced session may wait): idempotent per block.
   SamplerSession& sampler = *s.sampler;
   const bool not_started =
       (sampler.phase() == SamplerSession::Phase::kDenoise && sampler.step() == 0) ||
       sampler.phase() == SamplerSession::Phase::kRecache;
   if (!not_started) return true;
-  auto it = s.switches.find(sampler.block());
-  if (it == s.switches.end()) return true;
-  if (!it->second.ready) return false;  // its caption is still being encoded
-  sampler.SetCaption(it->second.caption.embedding, it->second.caption.mask);
-  if (it->second.mode == PromptSwitchMode::kRecache &&
-      sampler.phase() == SamplerSession::Phase::kDenoise) {
-    sampler.RequestRecache();
+  const int64_t block = sampler.block();
+  bool changed = false;
+  auto it = s.switches.find(block);
+  if (it != s.switches.end()) {
+    PendingSwitch& sw = it->second;
+    if (!sw.ready) return false;  // its caption is still being encoded
+    if (sw.transition_blocks > 0) {
+      s.transition = CaptionTransition{s.active_caption, sw.caption, block, sw.transition_blocks,
+                                       sw.command_id};
+    } else {
+      s.transition.reset();
+    }
+    s.active_caption = sw.caption;
+    s.active_prompt = BlockPrompt{sw.command_id, 1.0};
+    if (sw.mode == PromptSwitchMode::kRecache &&
+        sampler.phase() == SamplerSession::Phase::kDenoise) {
+      sampler.RequestRecache();
+    }
+    if (sw.command_id != 0) {
+      s.switch_origins[block] = SwitchOrigin{sw.command_id, sw.received, sw.position_at_receipt};
+    }
+    s.switches.erase(it);
+    changed = true;
   }
-  s.switches.erase(it);
+  if (!changed && s.caption_block == block) return true;
+  s.caption_block = block;
+  if (s.transition && block - s.transition->first_block >= s.transition->blocks) {
+    s.transition.reset();  // blended over its blocks: the new caption alone from here on
+    changed = true;
+  }
+  if (s.transition) {
+    const CaptionTransition& t = *s.transition;
+    const double weight = static_cast<double>(block - t.first_block + 1) / (t.blocks + 1);
+    const Caption blend = BlendCaptions(t.from, t.to, weight);
+    sampler.SetCaption(blend.embedding, blend.mask);
+    s.block_prompts[block] = BlockPrompt{t.command_id, weight};
+    return true;
+  }
+  if (changed) sampler.SetCaption(s.active_caption.embedding, s.active_caption.mask);
+  if (s.active_prompt.command_id != 0) s.block_prompts[block] = s.active_prompt;
   return true;
 }
 
@@ -150,6 +199,7 @@ absl::Status Runner::SetUp(Session& s) {
         dit_, s.sampler_options, (spec.num_frames - 1) / 4 + 1, spec.height / 8, spec.width / 8,
         s.caption.embedding, s.caption.mask, std::make_unique<SeededNoise>(spec.seed),
         spec.interactive);
+    s.active_caption = s.caption;
   } catch (...) {
     return StatusFromCurrentException("allocating the session state");
   }
@@ -180,9 +230,10 @@ void Runner::Loop() {
         continue;
       }
       if (!ApplySwitchesLocked(*s)) continue;
+      if (!PacedMayRunLocked(*s, now)) continue;  // far enough ahead of its viewer
       if (MediaBacklogLocked(*s) >= kMaxMediaBacklogBlocks || s->events->Congested()) continue;
       ready.push_back(
-          {s->id, s->sampler->next_token_count(), DeadlineLocked(*s), s->spec.priority});
+          {s->id, s->sampler->next_token_count(), DeadlineLocked(*s, now), s->spec.priority});
     }
     std::vector<std::shared_ptr<Session>> batch;
     for (SessionId id : registry_.scheduler().Plan(ready).batch) {
@@ -304,8 +355,10 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
     const int num_steps = static_cast<int>(s.spec.timesteps.size());
     if (static_cast<int64_t>(s.block_dit_seconds.size()) <= before[i].block) {
       s.block_dit_seconds.resize(before[i].block + 1, 0.0);
+      s.block_dit_share.resize(before[i].block + 1, 0.0);
     }
     s.block_dit_seconds[before[i].block] += seconds;
+    s.block_dit_share[before[i].block] += seconds / static_cast<double>(batch.size());
     if (before[i].phase != SamplerSession::Phase::kRecache) {
       const int step =
           before[i].phase == SamplerSession::Phase::kCachePass ? num_steps : before[i].step + 1;
@@ -314,7 +367,8 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
     }
     if (auto latent = sampler.TakeFinishedBlock()) {
       media_.PushLocked(lock, batch[i],
-                        MediaJob{before[i].block, *latent, s.block_dit_seconds[before[i].block]});
+                        MediaJob{before[i].block, *latent, s.block_dit_seconds[before[i].block],
+                                 s.block_dit_share[before[i].block]});
     }
     s.dit_done = s.pending_ops.empty() && sampler.done();
   }

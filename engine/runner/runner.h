@@ -4,8 +4,11 @@
 // Each iteration, under the registry lock: admit queued sessions; release ended ones (their
 // memory first, then their slot); apply each running session's pending commands to its
 // sampler; end sessions whose client has read nothing for the stall budget; pick the ready
-// sessions and plan one batch (Scheduler::Plan). Then, outside the lock: set up newly
-// admitted sessions (sampler, decoder cache, encoder) and run the batch's forward.
+// sessions — a paced one is not ready while the block it would start is more than its
+// lookahead ahead of its viewer's clock — and plan one batch (Scheduler::Plan, by playback
+// deadline: paced sessions first, as-fast-as-possible ones with what is left). Then, outside the
+// lock: set up newly admitted sessions (sampler, decoder cache, encoder) and run the batch's
+// forward.
 //
 // Faults: a step is all or nothing (RunSamplerStep stages state commits and advances in two
 // phases), so when a batched forward throws — anywhere, even between layers — no session has
@@ -57,7 +60,12 @@ class Runner {
   bool ApplySwitchesLocked(Session& s);
   absl::Status SetUp(Session& s);
   void Execute(const std::vector<std::shared_ptr<Session>>& batch);
-  double DeadlineLocked(const Session& s) const;
+  // When the session's current block is due (seconds since epoch_): paced sessions when
+  // their viewer reaches it, the others after every paced one.
+  double DeadlineLocked(const Session& s, Clock::time_point now) const;
+  // Pacing: false while the session is about to start a block more than its lookahead
+  // ahead of its viewer's clock (engine/scheduler/pacing.h).
+  bool PacedMayRunLocked(const Session& s, Clock::time_point now) const;
 
   SessionRegistry& registry_;
   const DitModel& dit_;

@@ -12,6 +12,7 @@
 // media worker holds them; the slot is freed after that (SessionRegistry::Release).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include "engine/models/wan_vae/wan_vae_decoder.h"
 #include "engine/runner/session_events.h"
 #include "engine/sampler/longlive_sampler.h"
+#include "engine/scheduler/pacing.h"
 #include "engine/text/text_encoder.h"
 
 namespace longsana::engine {
@@ -36,6 +38,12 @@ namespace longsana::engine {
 using Clock = std::chrono::steady_clock;
 
 inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Video frames of latent frames [0, latent_end): the first latent frame gives one video
+// frame, every later one four.
+inline int64_t FirstVideoFrame(int64_t latent_begin) {
+  return latent_begin == 0 ? 0 : 4 * latent_begin - 3;
+}
 
 // Changes to the sampler's block list, applied by the runner between forwards, in command
 // order (the bookkeeping in Session::latent_bounds already shows them).
@@ -54,6 +62,33 @@ struct PendingSwitch {
   bool ready = false;       // `caption` encoded by the text worker
   Caption caption;
   PromptSwitchMode mode = PromptSwitchMode::kImmediate;
+  int transition_blocks = 0;
+  // A switch_prompt command (0 for the request's timeline): when it arrived and where the
+  // viewer's clock stood then, for its switch-to-visible latency.
+  uint64_t command_id = 0;
+  Clock::time_point received{};
+  double position_at_receipt = 0;
+};
+
+// A transition_blocks blend in progress (SwitchPromptCommand).
+struct CaptionTransition {
+  Caption from, to;
+  int64_t first_block = 0;
+  int blocks = 0;
+  uint64_t command_id = 0;
+};
+
+// The prompt a block was made with, for its chunk (VideoChunk::prompt_command_id).
+struct BlockPrompt {
+  uint64_t command_id = 0;
+  double weight = 1;
+};
+
+// The first block of a switch_prompt command, for its switch-to-visible report.
+struct SwitchOrigin {
+  uint64_t command_id = 0;
+  Clock::time_point received{};
+  double position_at_receipt = 0;
 };
 
 // One finished block for the media pipeline.
@@ -61,6 +96,7 @@ struct MediaJob {
   int64_t block = 0;
   at::Tensor latent;  // [C, F, h, w]
   double dit_seconds = 0;
+  double dit_share_seconds = 0;  // this session's share of the batched forwards
 };
 
 struct Session {
@@ -81,6 +117,9 @@ struct Session {
   int64_t slot_bytes = 0;
   std::shared_ptr<SessionEvents> events;
   Clock::time_point submit_time;
+  // Pacing: seconds of video generation may run ahead of the viewer; < 0: as fast as possible.
+  double lookahead_seconds = -1;
+  double cost = 1;  // relative compute per block (SessionTicket::cost)
 
   // --- Guarded by the registry lock.
   Stage stage = Stage::kQueued;
@@ -104,11 +143,20 @@ struct Session {
   // Live sessions: the longest the video may grow (latent frames), and whether it got there.
   int64_t live_limit_latent_frames = 0;
   bool live_limit_reached = false;
+  // Pacing: the viewer's playback clock (media pipeline: Delivered; commands: Report).
+  PlaybackClock clock;
+  // Per-block prompt (set by the runner when the block's caption is chosen, taken by the
+  // media pipeline for its chunk) and the first blocks of switch commands.
+  std::map<int64_t, BlockPrompt> block_prompts;
+  std::map<int64_t, SwitchOrigin> switch_origins;
+  // Time budget: the measured share of real time this session's blocks take (< 0: not yet).
+  double load = -1;
   // Runner coordination.
   bool in_flight = false;  // in the runner's hands outside the lock (set-up or a forward)
   bool dit_done = false;
   std::optional<Clock::time_point> congested_since;
   std::vector<double> block_dit_seconds;
+  std::vector<double> block_dit_share;  // per block: forward seconds / batch size
   // Media coordination.
   std::deque<MediaJob> media_queue;
   bool media_listed = false;  // in the pipeline's ready list
@@ -119,11 +167,16 @@ struct Session {
 
   // --- Runner thread only.
   std::unique_ptr<SamplerSession> sampler;
+  Caption active_caption;  // the caption of the latest block (the target of a transition)
+  BlockPrompt active_prompt;
+  std::optional<CaptionTransition> transition;
+  int64_t caption_block = -1;  // the block whose caption was chosen last
 
   // --- Media pipeline only (the worker holding media_busy).
   std::unique_ptr<WanVaeCache> vae_cache;
   std::unique_ptr<Fmp4Encoder> encoder;
   bool init_sent = false;
+  int64_t next_sequence = 1;  // of the next fragment (0 is the init segment)
   double first_chunk_seconds = -1;
   std::vector<BlockTiming> timings;
 
@@ -141,13 +194,12 @@ struct Session {
   // from latent_bounds.
   void RefreshLengths();
   bool ended() const { return stage == Stage::kEnded || stage == Stage::kReleased; }
+  // Registry lock held: where block b starts in the video, in seconds.
+  double BlockStartSeconds(int64_t block, int fps) const {
+    const size_t b = static_cast<size_t>(std::clamp<int64_t>(block, 0, num_blocks()));
+    return static_cast<double>(FirstVideoFrame(latent_bounds[b])) / fps;
+  }
 };
-
-// Video frames of latent frames [0, latent_end): the first latent frame gives one video
-// frame, every later one four.
-inline int64_t FirstVideoFrame(int64_t latent_begin) {
-  return latent_begin == 0 ? 0 : 4 * latent_begin - 3;
-}
 
 inline void Session::RefreshLengths() {
   info.latent_frames = latent_bounds.back();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace longsana::engine {
@@ -31,14 +32,15 @@ absl::StatusOr<int> SessionRegistry::AddLocked(Lock&, const std::shared_ptr<Sess
   s->id = NewIdLocked();
   s->info.id = s->id;
   s->log_tag = FormatLogTag({s->id, s->spec.tenant, s->spec.request_id});
-  auto position = scheduler_.Submit({s->id, s->spec.priority, s->slot_bytes});
+  auto position = scheduler_.Submit(
+      {s->id, s->spec.priority, s->slot_bytes, s->lookahead_seconds >= 0, s->cost});
   if (!position.ok()) {
     ++counters_.rejected;
     return position.status();
   }
   s->stage = *position == 0 ? Session::Stage::kAdmitted : Session::Stage::kQueued;
   s->info.queue_position = *position;
-  s->last_queue_position = *position;
+  s->last_queue_position = 0;  // AdmitLocked sends the first Queued (with its estimate)
   sessions_[s->id] = s;
   Wake();
   return *position;
@@ -86,16 +88,44 @@ void SessionRegistry::AdmitLocked(Lock& lock) {
     if (auto s = FindLocked(id)) s->stage = Session::Stage::kAdmitted;
   }
   const auto queue = scheduler_.queue();
-  const int running = std::max(1, scheduler_.running());
+  if (queue.empty()) return;
+  // The k-th queued session starts, roughly, when the k-th running one ends.
+  const auto now = Clock::now();
+  std::vector<double> ends;
+  for (const auto& [id, s] : sessions_) {
+    if (s->stage == Session::Stage::kAdmitted || s->stage == Session::Stage::kRunning) {
+      ends.push_back(RemainingSecondsLocked(*s, now));
+    }
+  }
+  std::sort(ends.begin(), ends.end());
   for (size_t i = 0; i < queue.size(); ++i) {
     auto s = FindLocked(queue[i]);
     const int position = static_cast<int>(i) + 1;
     if (!s || s->last_queue_position == position) continue;
     s->last_queue_position = position;
-    s->events->Queued(position,
-                      avg_session_seconds_ * std::ceil(static_cast<double>(position) / running));
+    double estimate = 0;
+    if (!ends.empty()) {
+      const size_t n = ends.size();
+      estimate = ends[std::min(i, n - 1)];
+      if (i >= n) estimate += avg_session_seconds_ * std::ceil(static_cast<double>(i + 1 - n) / n);
+    }
+    s->events->Queued(position, estimate);
     lock.Notify(s->events);
   }
+}
+
+double SessionRegistry::RemainingSecondsLocked(const Session& s, Clock::time_point now) const {
+  const int fps = s.info.fps > 0 ? s.info.fps : 16;
+  const double end = s.spec.live
+                         ? static_cast<double>(FirstVideoFrame(s.live_limit_latent_frames)) / fps
+                         : s.BlockStartSeconds(s.num_blocks(), fps);
+  if (s.lookahead_seconds >= 0) {
+    // Paced: its last block is made about `lookahead` before its viewer reaches the end.
+    return std::max(0.0, end - s.lookahead_seconds - s.clock.Position(now));
+  }
+  // As fast as possible: the video left at its measured pace (real time when unmeasured).
+  const double left = std::max(0.0, end - s.clock.delivered_seconds());
+  return left * (s.load > 0 ? s.load : 1.0);
 }
 
 std::vector<std::shared_ptr<Session>> SessionRegistry::ReleasableLocked() const {

@@ -84,6 +84,8 @@ class SessionRegistry {
 
  private:
   SessionId NewIdLocked();
+  // Seconds until a running session is expected to end (for Queued estimates).
+  double RemainingSecondsLocked(const Session& s, Clock::time_point now) const;
 
   std::mutex mu_;
   std::condition_variable changed_;

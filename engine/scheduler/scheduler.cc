@@ -1,15 +1,58 @@
 #include "engine/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "engine/common/str_util.h"
 
 namespace longsana::engine {
 
-bool Scheduler::Fits(int64_t slot_bytes) const {
+bool Scheduler::FitsSlots(int64_t slot_bytes) const {
   if (static_cast<int>(running_.size()) >= limits_.max_sessions) return false;
   return limits_.memory_budget_bytes <= 0 ||
          bytes_in_use_ + slot_bytes <= limits_.memory_budget_bytes;
+}
+
+bool Scheduler::FitsTime(const SessionTicket& ticket) const {
+  if (!ticket.realtime || limits_.realtime_utilization <= 0) return true;
+  return RealtimeLoad() + EstimateLoad(ticket.cost) <= limits_.realtime_utilization + 1e-9;
+}
+
+bool Scheduler::Fits(const SessionTicket& ticket) const {
+  return FitsSlots(ticket.slot_bytes) && FitsTime(ticket);
+}
+
+void Scheduler::SetLoad(uint64_t id, double load) {
+  auto it = running_.find(id);
+  if (it != running_.end()) it->second.load = load;
+}
+
+double Scheduler::EstimateLoad(double cost) const {
+  if (limits_.realtime_capacity > 0) {
+    return limits_.realtime_utilization / limits_.realtime_capacity;
+  }
+  double load = 0, measured_cost = 0;
+  for (const auto& [id, r] : running_) {
+    if (r.load < 0) continue;
+    load += r.load;
+    measured_cost += r.ticket.cost;
+  }
+  return measured_cost > 0 ? load / measured_cost * cost : 0;
+}
+
+double Scheduler::RealtimeLoad() const {
+  double total = 0;
+  for (const auto& [id, r] : running_) {
+    if (!r.ticket.realtime) continue;
+    // Configured capacity: every stream counts the same. Measured: its load, or (not
+    // measured yet) the estimate it was admitted on.
+    total += limits_.realtime_capacity > 0 || r.load < 0 ? EstimateLoad(r.ticket.cost) : r.load;
+  }
+  return total;
+}
+
+bool Scheduler::HeadWaitsForTime() const {
+  return !queue_.empty() && FitsSlots(queue_.front().slot_bytes) && !FitsTime(queue_.front());
 }
 
 absl::StatusOr<int> Scheduler::Submit(const SessionTicket& ticket) {
@@ -22,8 +65,8 @@ absl::StatusOr<int> Scheduler::Submit(const SessionTicket& ticket) {
                "memory budget of ", limits_.memory_budget_bytes,
                " bytes: choose a smaller width/height"));
   }
-  if (queue_.empty() && Fits(ticket.slot_bytes)) {
-    running_[ticket.id] = ticket;
+  if (queue_.empty() && Fits(ticket)) {
+    running_[ticket.id] = Running{ticket};
     bytes_in_use_ += ticket.slot_bytes;
     return 0;
   }
@@ -43,7 +86,7 @@ absl::StatusOr<int> Scheduler::Submit(const SessionTicket& ticket) {
 void Scheduler::Remove(uint64_t id) {
   auto it = running_.find(id);
   if (it != running_.end()) {
-    bytes_in_use_ -= it->second.slot_bytes;
+    bytes_in_use_ -= it->second.ticket.slot_bytes;
     running_.erase(it);
     return;
   }
@@ -54,10 +97,10 @@ void Scheduler::Remove(uint64_t id) {
 
 std::vector<uint64_t> Scheduler::AdmitFromQueue() {
   std::vector<uint64_t> admitted;
-  while (!queue_.empty() && Fits(queue_.front().slot_bytes)) {
+  while (!queue_.empty() && Fits(queue_.front())) {
     const SessionTicket t = queue_.front();
     queue_.pop_front();
-    running_[t.id] = t;
+    running_[t.id] = Running{t};
     bytes_in_use_ += t.slot_bytes;
     admitted.push_back(t.id);
   }
@@ -77,12 +120,19 @@ std::vector<uint64_t> Scheduler::queue() const {
   return ids;
 }
 
-int Scheduler::Admissible(int64_t slot_bytes) const {
+int Scheduler::Admissible(int64_t slot_bytes, bool realtime, double cost) const {
   if (!queue_.empty()) return 0;
   int n = limits_.max_sessions - static_cast<int>(running_.size());
   if (limits_.memory_budget_bytes > 0 && slot_bytes > 0) {
     const int64_t fit = (limits_.memory_budget_bytes - bytes_in_use_) / slot_bytes;
     n = static_cast<int>(std::min<int64_t>(n, fit));
+  }
+  if (realtime && limits_.realtime_utilization > 0) {
+    const double each = EstimateLoad(cost);
+    if (each > 0) {
+      const double room = limits_.realtime_utilization - RealtimeLoad() + 1e-9;
+      n = std::min(n, static_cast<int>(std::floor(std::max(0.0, room) / each)));
+    }
   }
   return std::max(n, 0);
 }

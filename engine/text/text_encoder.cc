@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -21,6 +22,17 @@ absl::Status TextEncoderOptions::Validate() const {
     return absl::InvalidArgumentError("max_prompt_bytes: must be positive");
   }
   return absl::OkStatus();
+}
+
+Caption BlendCaptions(const Caption& from, const Caption& to, double weight) {
+  TORCH_CHECK(from.embedding.sizes() == to.embedding.sizes(),
+              "BlendCaptions: captions of different shapes");
+  Caption out;
+  out.embedding = at::lerp(from.embedding, to.embedding, weight);
+  out.mask = at::maximum(from.mask, to.mask);
+  out.num_tokens = std::max(from.num_tokens, to.num_tokens);  // prefix masks: no device read
+  out.truncated = from.truncated || to.truncated;
+  return out;
 }
 
 size_t Caption::bytes() const {

@@ -48,6 +48,13 @@ struct Caption {
   size_t bytes() const;  // device bytes of embedding + mask
 };
 
+// A transition between two captions of the same shape (SwitchPromptCommand's
+// transition_blocks): (1 - weight) * from + weight * to, elementwise over the padded
+// embeddings, with the union of the masks (a token valid in either is attended to).
+// Masks are prefixes (BOS, tokens, then padding), so the union has the larger num_tokens.
+// No device synchronisation.
+Caption BlendCaptions(const Caption& from, const Caption& to, double weight);
+
 struct TextEncoderStats {
   LruCacheStats cache;
   uint64_t encodes = 0;  // Gemma forward passes run (cache misses that encoded)

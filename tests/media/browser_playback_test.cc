@@ -309,6 +309,23 @@ TEST_F(BrowserPlaybackTest, WholeStreamWithInitSegmentPrependedToTheFirstFragmen
   ExpectPlayed(*report, 0);
 }
 
+TEST_F(BrowserPlaybackTest, OneFragmentPerLatentFrame) {
+  EncoderSettings settings;
+  settings.width = kWidth;
+  settings.height = kHeight;
+  settings.fps = kFps;
+  absl::StatusOr<EncodedStream> stream = EncodeTestStream(settings, kBlocks, /*fragment_frames=*/4);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  stream_ = std::move(*stream);
+  ASSERT_EQ(stream_.fragments.size(), 13u);  // 1 + 4 x 4, then 4 x 4 twice
+  std::vector<std::string> chunks = {stream_.init_segment + stream_.fragments[0].bytes};
+  for (size_t i = 1; i < stream_.fragments.size(); ++i)
+    chunks.push_back(stream_.fragments[i].bytes);
+  absl::StatusOr<PageReport> report = PlayInChromium(chunks, mime_);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ExpectPlayed(*report, 0);
+}
+
 TEST_F(BrowserPlaybackTest, LateJoinerWithSeparateInitSegment) {
   std::vector<std::string> chunks = {stream_.init_segment};
   for (size_t i = 1; i < stream_.fragments.size(); ++i)

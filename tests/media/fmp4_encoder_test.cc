@@ -339,6 +339,58 @@ TEST(Fmp4EncoderTest, DemuxesAsOneH264StreamWithContinuousPtsAndKeyFramesAtFragm
   }
 }
 
+TEST(Fmp4EncoderTest, LatentFrameFragmentsCarryTheSameFramesWithKeyframesOnlyAtBlockStarts) {
+  const std::vector<int> blocks = {17, 16, 16};
+  absl::StatusOr<EncodedStream> per_block = EncodeTestStream(SmallSettings(), blocks);
+  absl::StatusOr<EncodedStream> per_latent = EncodeTestStream(SmallSettings(), blocks, 4);
+  ASSERT_TRUE(per_block.ok()) << per_block.status();
+  ASSERT_TRUE(per_latent.ok()) << per_latent.status();
+  // 17 = 1 + 4 x 4, then 4 x 4 twice: 13 fragments, keyframes at 0, 5 and 9.
+  ASSERT_EQ(per_latent->fragments.size(), 13u);
+  std::vector<int> sizes, keyframes;
+  for (size_t i = 0; i < per_latent->fragments.size(); ++i) {
+    const engine::EncodedFragment& f = per_latent->fragments[i];
+    sizes.push_back(f.num_frames);
+    if (f.keyframe) keyframes.push_back(static_cast<int>(i));
+    EXPECT_EQ(f.block_index, i < 5 ? 0 : i < 9 ? 1 : 2) << i;
+    auto boxes = engine::ParseMp4Boxes(f.bytes);
+    ASSERT_TRUE(boxes.ok());
+    EXPECT_THAT(engine::Mp4BoxTypes(*boxes), ElementsAre("moof", "mdat")) << i;
+  }
+  EXPECT_THAT(sizes, ElementsAre(1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4));
+  EXPECT_THAT(keyframes, ElementsAre(0, 5, 9));
+
+  absl::StatusOr<DecodedVideo> a = DemuxAndDecode(Concatenate(*per_block));
+  absl::StatusOr<DecodedVideo> b = DemuxAndDecode(Concatenate(*per_latent));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->rgb_frames.size(), 49u);
+  // The encoder sees the same frames and frame types: the decoded video is identical.
+  EXPECT_EQ(b->rgb_frames, a->rgb_frames);
+  ASSERT_EQ(b->packets.size(), a->packets.size());
+  for (size_t i = 0; i < b->packets.size(); ++i) {
+    EXPECT_EQ(b->packets[i].key, i == 0 || i == 17 || i == 33) << i;
+    EXPECT_EQ(b->packets[i].pts, a->packets[i].pts) << i;
+  }
+  // A late viewer joins at a block start: from fragment 5 on it decodes on its own.
+  std::string late = per_latent->init_segment;
+  for (size_t i = 5; i < per_latent->fragments.size(); ++i) late += per_latent->fragments[i].bytes;
+  absl::StatusOr<DecodedVideo> joined = DemuxAndDecode(late);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->rgb_frames.size(), 32u);
+}
+
+TEST(Fmp4EncoderTest, TheFirstFragmentMustStartABlock) {
+  auto encoder = Fmp4Encoder::Create(SmallSettings());
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  const EncoderSettings s = SmallSettings();
+  std::vector<uint8_t> frames = engine::RenderTestPatternBlock(s.width, s.height, 0, 4);
+  auto bad = (*encoder)->EncodeFragment(frames, 4, /*starts_block=*/false);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find("starts_block"), std::string::npos);
+  EXPECT_TRUE((*encoder)->EncodeFragment(frames, 4, /*starts_block=*/true).ok());  // usable
+}
+
 TEST(Fmp4EncoderTest, DecodedFramesMatchTheInputAbove35Db) {
   const std::vector<int> blocks = {17, 16, 16};
   EncoderSettings settings;

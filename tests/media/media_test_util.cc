@@ -100,7 +100,8 @@ absl::Status ReceiveFrames(AVCodecContext* decoder, AVFrame* frame, DecodedVideo
 }  // namespace
 
 absl::StatusOr<EncodedStream> EncodeTestStream(const engine::EncoderSettings& settings,
-                                               const std::vector<int>& block_sizes) {
+                                               const std::vector<int>& block_sizes,
+                                               int fragment_frames) {
   LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<engine::Fmp4Encoder> encoder,
                             engine::Fmp4Encoder::Create(settings));
   EncodedStream stream;
@@ -112,9 +113,18 @@ absl::StatusOr<EncodedStream> EncodeTestStream(const engine::EncoderSettings& se
     const int64_t first = encoder->frames_encoded();
     std::vector<uint8_t> block =
         engine::RenderTestPatternBlock(settings.width, settings.height, first, block_size);
-    LONGSANA_ASSIGN_OR_RETURN(engine::EncodedFragment fragment,
-                              encoder->EncodeBlock(block, block_size));
-    stream.fragments.push_back(std::move(fragment));
+    const int piece = fragment_frames > 0 ? fragment_frames : block_size;
+    int offset = 0;
+    while (offset < block_size) {
+      const int remainder = offset == 0 ? block_size % piece : 0;
+      const int n = remainder > 0 ? remainder : std::min(piece, block_size - offset);
+      LONGSANA_ASSIGN_OR_RETURN(engine::EncodedFragment fragment,
+                                encoder->EncodeFragment(std::span<const uint8_t>(block).subspan(
+                                                            frame_bytes * offset, frame_bytes * n),
+                                                        n, /*starts_block=*/offset == 0));
+      stream.fragments.push_back(std::move(fragment));
+      offset += n;
+    }
     for (int i = 0; i < block_size; ++i) {
       stream.input_frames.emplace_back(block.begin() + frame_bytes * i,
                                        block.begin() + frame_bytes * (i + 1));

@@ -23,9 +23,13 @@ struct EncodedStream {
   std::vector<std::vector<uint8_t>> input_frames;  // [height, width, 3] each, in order
 };
 
-// Encodes blocks of the given sizes (frames) of the test pattern with `settings`.
+// Encodes blocks of the given sizes (frames) of the test pattern with `settings`. With
+// `fragment_frames` > 0 each block is cut into fragments of that many frames (the first
+// fragment of a block takes the remainder, e.g. 17 = 1 + 4 x 4 for latent frames), only
+// the first of a block starting with a keyframe; 0: one fragment per block.
 absl::StatusOr<EncodedStream> EncodeTestStream(const engine::EncoderSettings& settings,
-                                               const std::vector<int>& block_sizes);
+                                               const std::vector<int>& block_sizes,
+                                               int fragment_frames = 0);
 
 // init segment + fragments[first_block..] concatenated.
 std::string Concatenate(const EncodedStream& stream, size_t first_block = 0);

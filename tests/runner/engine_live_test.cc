@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "tests/common/temp_dir.h"
 #include "tests/runner/engine_test_util.h"
 #include "tests/runner/recording_sink.h"
 
@@ -100,6 +102,64 @@ TEST(LiveSession, CompletesAtTheLiveLimitWithConstantSlotMemory) {
   // No command after the limit: the video has ended.
   auto late = Switch(*engine, info->id, 1, "too late");
   EXPECT_FALSE(late.ok() && late->status.ok());
+}
+
+// The tiny checkpoint with a longer RoPE table (no weight depends on it): room for a video
+// of 4096 latent frames, 409 blocks. Weights are linked, not copied.
+std::string LongRopeModel(const longsana::testing::TempDir& dir) {
+  namespace fs = std::filesystem;
+  const fs::path from = longsana::testing::TinyModelDir();
+  for (const auto& entry : fs::recursive_directory_iterator(from)) {
+    const fs::path to = fs::path(dir.path()) / fs::relative(entry.path(), from);
+    if (entry.is_directory()) {
+      fs::create_directories(to);
+    } else if (entry.path().filename() == "config.json" &&
+               entry.path().parent_path().filename() == "transformer") {
+      std::string config = longsana::testing::ReadFile(entry.path().string());
+      const std::string key = "\"rope_max_seq_len\": 1024";
+      const size_t at = config.find(key);
+      EXPECT_NE(at, std::string::npos);
+      if (at != std::string::npos) config.replace(at, key.size(), "\"rope_max_seq_len\": 4096");
+      longsana::testing::WriteFile(to.string(), config);
+    } else {
+      fs::create_symlink(fs::absolute(entry.path()), to);
+    }
+  }
+  return dir.path();
+}
+
+TEST(LiveSession, Runs300BlocksWithFlatMemoryAndStopsWithCompleted) {
+  longsana::testing::TempDir dir;
+  EngineConfig config = TinyConfig();
+  config.model_dir = LongRopeModel(dir);
+  config.max_live_seconds = std::chrono::hours(1);  // the RoPE table (1023.8 s) limits
+  auto engine = MakeEngine(config);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_GE(engine->Info().max_live_frames, 1 + 4 * 3009);
+  auto sink = std::make_shared<RecordingSink>();
+  auto info = engine->Submit(LiveSpec(), sink);
+  ASSERT_TRUE(info.ok()) << info.status();
+
+  ASSERT_TRUE(sink->WaitChunks(4, std::chrono::seconds(300)));  // init + blocks 0..2
+  const EngineStats early = engine->Stats();
+  const int64_t rss_early = RssBytes();
+  ASSERT_TRUE(sink->WaitChunks(301, std::chrono::seconds(900)));  // block 299: 300 blocks
+  const EngineStats late = engine->Stats();
+  const int64_t rss_late = RssBytes();
+  EXPECT_EQ(late.slot_bytes_in_use, early.slot_bytes_in_use);
+  // On CUDA the caching allocator's bytes; -1 (not tracked) on CPU, where RSS stands in.
+  EXPECT_EQ(late.device_memory_allocated_bytes, early.device_memory_allocated_bytes);
+  std::printf("live session RSS at block 2: %.1f MiB, at block 300: %.1f MiB\n",
+              rss_early / 1048576.0, rss_late / 1048576.0);
+  EXPECT_LT(rss_late - rss_early, int64_t{64} << 20);
+
+  auto stop = Stop(*engine, info->id, 1);
+  ASSERT_TRUE(stop.ok() && stop->status.ok()) << stop.status();
+  ASSERT_TRUE(sink->WaitDone());
+  ASSERT_TRUE(sink->status.ok()) << sink->status;
+  EXPECT_GE(sink->stats.blocks, 300);
+  EXPECT_EQ(sink->stats.blocks, stop->effective_block + 1);
+  EXPECT_TRUE(sink->stats.detail.empty());
 }
 
 TEST(LiveSession, TheLiveLimitNeverPassesTheModelsRopeCoverage) {

@@ -24,6 +24,8 @@ inline EngineConfig TinyConfig() {
   c.seed_base = 1234;
   // Tests hold sessions congested on purpose; only the stall test uses a short budget.
   c.stall_timeout = std::chrono::seconds(300);
+  // Renders as fast as it can unless a test is about pacing (engine_pacing_test).
+  c.default_pacing = Pacing::kAsFastAsPossible;
   return c;
 }
 

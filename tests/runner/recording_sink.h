@@ -17,13 +17,15 @@ namespace longsana::testing {
 
 class RecordingSink : public engine::ChunkSink {
  public:
-  void OnQueued(int position, double) override {
+  void OnQueued(int position, double estimated_start_seconds) override {
     std::lock_guard lock(mu_);
     queued.push_back(position);
+    queued_estimates.push_back(estimated_start_seconds);
   }
   void OnStarted() override {
     std::lock_guard lock(mu_);
     started = true;
+    started_at = std::chrono::steady_clock::now();
   }
   void OnProgress(int64_t block, int step, int num_steps) override {
     std::lock_guard lock(mu_);
@@ -51,6 +53,7 @@ class RecordingSink : public engine::ChunkSink {
     EXPECT_FALSE(done) << "two terminal events";
     stats = s;
     done = true;
+    done_at = std::chrono::steady_clock::now();
     cv_.notify_all();
   }
   void OnFailed(const absl::Status& s) override {
@@ -105,7 +108,9 @@ class RecordingSink : public engine::ChunkSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<int> queued;
+  std::vector<double> queued_estimates;
   bool started = false;
+  std::chrono::steady_clock::time_point started_at, done_at;
   std::vector<std::pair<int64_t, int>> progress;
   std::vector<engine::VideoChunk> chunks;
   std::vector<engine::CommandAck> acks;

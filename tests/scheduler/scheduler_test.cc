@@ -153,5 +153,57 @@ TEST(SchedulerSimulation, EverySessionFinishesWithValidBatches) {
   EXPECT_EQ(s.bytes_in_use(), 0);
 }
 
+// --- Time budget (real-time sessions) ---
+
+SessionTicket Realtime(uint64_t id, double cost = 1) {
+  SessionTicket t{id, 0, 1};
+  t.realtime = true;
+  t.cost = cost;
+  return t;
+}
+
+TEST(SchedulerTimeBudget, AConfiguredCapacityQueuesTheThirdRealTimeStream) {
+  SchedulerLimits limits{/*max_sessions=*/8, 0, 16, 8};
+  limits.realtime_capacity = 2;
+  Scheduler s(limits);
+  EXPECT_EQ(*s.Submit(Realtime(1)), 0);
+  EXPECT_EQ(s.Admissible(1, /*realtime=*/true), 1);
+  EXPECT_EQ(*s.Submit(Realtime(2)), 0);
+  EXPECT_EQ(s.Admissible(1, true), 0);
+  EXPECT_EQ(s.Admissible(1, /*realtime=*/false), 6);  // batch sessions need no time budget
+  EXPECT_EQ(*s.Submit(Realtime(3)), 1);               // queued: two streams fill the budget
+  EXPECT_TRUE(s.HeadWaitsForTime());
+  EXPECT_TRUE(s.AdmitFromQueue().empty());
+  EXPECT_NEAR(s.RealtimeLoad(), 0.9, 1e-9);
+  s.Remove(1);
+  EXPECT_THAT(s.AdmitFromQueue(), ElementsAre(3));
+  EXPECT_FALSE(s.HeadWaitsForTime());
+}
+
+TEST(SchedulerTimeBudget, MeasuredLoadsScaleWithCost) {
+  SchedulerLimits limits{8, 0, 16, 8};
+  limits.realtime_utilization = 0.9;
+  Scheduler s(limits);
+  EXPECT_EQ(*s.Submit(Realtime(1, /*cost=*/100)), 0);  // nothing measured: it fits
+  EXPECT_EQ(s.EstimateLoad(100), 0);
+  s.SetLoad(1, 0.3);  // its blocks take 30% of their duration to make
+  EXPECT_NEAR(s.EstimateLoad(100), 0.3, 1e-12);
+  EXPECT_NEAR(s.EstimateLoad(200), 0.6, 1e-12);  // twice the tokens x steps
+  EXPECT_EQ(*s.Submit(Realtime(2, 100)), 0);     // 0.3 + 0.3 <= 0.9
+  EXPECT_EQ(*s.Submit(Realtime(3, 200)), 1);     // 0.6 (2 unmeasured at 0.3) + 0.6 > 0.9
+  s.SetLoad(2, 0.1);                             // measured cheaper than estimated
+  EXPECT_NEAR(s.RealtimeLoad(), 0.4, 1e-12);
+  // Estimate per unit of cost now (0.3 + 0.1) / 200: 200 -> 0.4; 0.4 + 0.4 <= 0.9.
+  EXPECT_THAT(s.AdmitFromQueue(), ElementsAre(3));
+}
+
+TEST(SchedulerTimeBudget, ZeroUtilizationTurnsTheBudgetOff) {
+  SchedulerLimits limits{8, 0, 16, 8};
+  limits.realtime_utilization = 0;
+  limits.realtime_capacity = 1;
+  Scheduler s(limits);
+  for (uint64_t id = 1; id <= 5; ++id) EXPECT_EQ(*s.Submit(Realtime(id)), 0);
+}
+
 }  // namespace
 }  // namespace longsana::engine

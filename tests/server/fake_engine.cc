@@ -199,6 +199,12 @@ absl::StatusOr<engine::CommandAck> FakeEngine::Command(
       ack = SwitchPromptLocked(*s, command_id, std::move(*sw));
     } else if (auto* ex = std::get_if<engine::ExtendCommand>(&*command)) {
       ack = ExtendLocked(*s, command_id, *ex);
+    } else if (std::holds_alternative<engine::PositionCommand>(*command)) {
+      // The fake does not pace: a position report is acknowledged and changes nothing.
+      engine::CommandAck position;
+      position.command_id = command_id;
+      position.detail = "playback position (the fake engine does not pace)";
+      ack = position;
     } else {
       ack = StopLocked(*s, command_id);
     }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <variant>
 
 #include "server/server_config.h"
 #include "server/server_main.h"
@@ -197,6 +198,98 @@ TEST(EngineToProto, AcceptedChunkAckCompletedServerInfo) {
   EXPECT_EQ(si.limits().max_prompt_bytes(), kMaxPromptBytes);
   EXPECT_EQ(si.capacity().running(), 2u);
   EXPECT_TRUE(si.capacity().draining());
+}
+
+TEST(ToSessionSpec, PacingAndLookahead) {
+  const RequestLimits limits;
+  v1::GenerateRequest r = Valid();
+  auto spec = ToSessionSpec(r, limits, false);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->pacing, engine::Pacing::kDefault);  // the server's --default_pacing
+  EXPECT_EQ(spec->lookahead_seconds, 0);
+  r.set_pacing(v1::GenerateRequest::PACING_REALTIME);
+  r.set_lookahead_seconds(2.5);
+  spec = ToSessionSpec(r, limits, false);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->pacing, engine::Pacing::kRealTime);
+  EXPECT_EQ(spec->lookahead_seconds, 2.5);
+  r.set_pacing(v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE);
+  auto bad = ToSessionSpec(r, limits, false);  // a lookahead means nothing unpaced
+  EXPECT_TRUE(std::string(bad.status().message()).starts_with("lookahead_seconds:"))
+      << bad.status();
+  r.set_lookahead_seconds(0);
+  spec = ToSessionSpec(r, limits, false);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->pacing, engine::Pacing::kAsFastAsPossible);
+  r.set_pacing(static_cast<v1::GenerateRequest::Pacing>(7));
+  bad = ToSessionSpec(r, limits, false);
+  EXPECT_TRUE(std::string(bad.status().message()).starts_with("pacing:")) << bad.status();
+}
+
+TEST(ToSessionSpec, Fragments) {
+  v1::GenerateRequest r = Valid();
+  EXPECT_FALSE(ToSessionSpec(r, RequestLimits{}, false)->encode.fragment_per_latent_frame);
+  r.mutable_output()->set_fragments(v1::OutputOptions::FRAGMENTS_PER_LATENT_FRAME);
+  EXPECT_TRUE(ToSessionSpec(r, RequestLimits{}, false)->encode.fragment_per_latent_frame);
+  r.mutable_output()->set_fragments(v1::OutputOptions::FRAGMENTS_PER_BLOCK);
+  EXPECT_FALSE(ToSessionSpec(r, RequestLimits{}, false)->encode.fragment_per_latent_frame);
+  r.mutable_output()->set_fragments(static_cast<v1::OutputOptions::Fragments>(5));
+  auto bad = ToSessionSpec(r, RequestLimits{}, false);
+  EXPECT_TRUE(std::string(bad.status().message()).starts_with("output.fragments:")) << bad.status();
+}
+
+TEST(ToEngineCommand, PositionAndTransition) {
+  v1::SessionCommand c;
+  c.set_command_id(4);
+  c.mutable_position()->set_seconds(12.5);
+  c.mutable_position()->set_paused(true);
+  auto cmd = ToEngineCommand(c, RequestLimits{});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto* position = std::get_if<engine::PositionCommand>(&*cmd);
+  ASSERT_NE(position, nullptr);
+  EXPECT_EQ(position->seconds, 12.5);
+  EXPECT_TRUE(position->paused);
+  c.mutable_switch_prompt()->set_prompt("dusk");
+  c.mutable_switch_prompt()->set_transition_blocks(3);
+  cmd = ToEngineCommand(c, RequestLimits{});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(std::get<engine::SwitchPromptCommand>(*cmd).transition_blocks, 3);
+}
+
+TEST(EngineToProto, PacingPromptAndSwitchVisibleFields) {
+  engine::SessionInfo info;
+  info.paced = true;
+  info.lookahead_seconds = 5;
+  const v1::Accepted a = ToAccepted(info);
+  EXPECT_EQ(a.pacing(), v1::GenerateRequest::PACING_REALTIME);
+  EXPECT_EQ(a.lookahead_seconds(), 5);
+  info.paced = false;
+  EXPECT_EQ(ToAccepted(info).pacing(), v1::GenerateRequest::PACING_AS_FAST_AS_POSSIBLE);
+
+  engine::VideoChunk chunk;
+  chunk.block_index = 3;
+  chunk.prompt_command_id = 9;
+  chunk.prompt_weight = 0.5;
+  chunk.switch_visible = engine::VideoChunk::SwitchVisible{9, 1.25, 3.5};
+  v1::VideoChunk pc;
+  ToProto(chunk, &pc);
+  EXPECT_EQ(pc.prompt_command_id(), 9u);
+  EXPECT_EQ(pc.prompt_weight(), 0.5);
+  ASSERT_TRUE(pc.has_switch_visible());
+  EXPECT_EQ(pc.switch_visible().command_id(), 9u);
+  EXPECT_EQ(pc.switch_visible().latency_seconds(), 1.25);
+  EXPECT_EQ(pc.switch_visible().playback_delay_seconds(), 3.5);
+
+  engine::ModelInfo mi;
+  mi.default_lookahead_seconds = 4;
+  mi.max_transition_blocks = 8;
+  engine::EngineStats es;
+  es.realtime_load = 0.45;
+  const v1::ServerInfo si = ToServerInfo(mi, es, "build");
+  EXPECT_EQ(si.limits().default_pacing(), v1::GenerateRequest::PACING_REALTIME);
+  EXPECT_EQ(si.limits().default_lookahead_seconds(), 4);
+  EXPECT_EQ(si.limits().max_transition_blocks(), 8u);
+  EXPECT_EQ(si.capacity().realtime_load(), 0.45);
 }
 
 TEST(ServerConfig, ParsesByteSizesDevicesLevelsAndAddresses) {

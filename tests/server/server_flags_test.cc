@@ -39,6 +39,13 @@ ABSL_DECLARE_FLAG(int, media_workers);
 ABSL_DECLARE_FLAG(double, stall_timeout);
 ABSL_DECLARE_FLAG(int, text_queue_size);
 ABSL_DECLARE_FLAG(int, max_pending_commands);
+ABSL_DECLARE_FLAG(int, max_transition_blocks);
+ABSL_DECLARE_FLAG(std::string, default_pacing);
+ABSL_DECLARE_FLAG(double, default_lookahead_seconds);
+ABSL_DECLARE_FLAG(double, min_lookahead_seconds);
+ABSL_DECLARE_FLAG(double, max_lookahead_seconds);
+ABSL_DECLARE_FLAG(double, realtime_utilization);
+ABSL_DECLARE_FLAG(int, realtime_capacity);
 ABSL_DECLARE_FLAG(double, memory_budget_fraction);
 ABSL_DECLARE_FLAG(double, keepalive_time);
 ABSL_DECLARE_FLAG(double, keepalive_timeout);
@@ -93,6 +100,13 @@ TEST_F(ServerFlags, DefaultsAreTheConfigStructsDefaults) {
   EXPECT_EQ(c->engine.stall_timeout, e.stall_timeout);
   EXPECT_EQ(c->engine.text_queue_size, e.text_queue_size);
   EXPECT_EQ(c->engine.max_pending_commands, e.max_pending_commands);
+  EXPECT_EQ(c->engine.max_transition_blocks, e.max_transition_blocks);
+  EXPECT_EQ(c->engine.default_pacing, e.default_pacing);
+  EXPECT_EQ(c->engine.default_lookahead_seconds, e.default_lookahead_seconds);
+  EXPECT_EQ(c->engine.min_lookahead_seconds, e.min_lookahead_seconds);
+  EXPECT_EQ(c->engine.max_lookahead_seconds, e.max_lookahead_seconds);
+  EXPECT_EQ(c->engine.realtime_utilization, e.realtime_utilization);
+  EXPECT_EQ(c->engine.realtime_capacity, e.realtime_capacity);
   EXPECT_DOUBLE_EQ(c->engine.memory_budget_fraction, e.memory_budget_fraction);
   EXPECT_EQ(c->engine.max_sessions, e.max_sessions);
   EXPECT_EQ(c->engine.max_num_frames, e.max_num_frames);
@@ -183,6 +197,14 @@ TEST_F(ServerFlags, BadValuesNameTheFlag) {
       {"stall_timeout", [] { absl::SetFlag(&FLAGS_stall_timeout, -1.0); }},
       {"text_queue_size", [] { absl::SetFlag(&FLAGS_text_queue_size, 0); }},
       {"max_pending_commands", [] { absl::SetFlag(&FLAGS_max_pending_commands, 0); }},
+      {"max_transition_blocks", [] { absl::SetFlag(&FLAGS_max_transition_blocks, -1); }},
+      {"default_pacing", [] { absl::SetFlag(&FLAGS_default_pacing, std::string("slow")); }},
+      {"default_lookahead_seconds",
+       [] { absl::SetFlag(&FLAGS_default_lookahead_seconds, 1000.0); }},
+      {"min_lookahead_seconds", [] { absl::SetFlag(&FLAGS_min_lookahead_seconds, -1.0); }},
+      {"max_lookahead_seconds", [] { absl::SetFlag(&FLAGS_max_lookahead_seconds, 0.1); }},
+      {"realtime_utilization", [] { absl::SetFlag(&FLAGS_realtime_utilization, 1.5); }},
+      {"realtime_capacity", [] { absl::SetFlag(&FLAGS_realtime_capacity, -2); }},
       {"memory_budget_fraction", [] { absl::SetFlag(&FLAGS_memory_budget_fraction, 1.5); }},
       {"drain_timeout", [] { absl::SetFlag(&FLAGS_drain_timeout, -3.0); }},
       {"keepalive_time", [] { absl::SetFlag(&FLAGS_keepalive_time, 1e9); }},
@@ -277,6 +299,13 @@ const std::map<std::string, Sample>& Samples() {
       {"max_dimension", {"512"}},
       {"max_frames", {"481"}},
       {"max_pending_commands", {"3"}},
+      {"max_transition_blocks", {"4"}},
+      {"default_pacing", {"fast"}},
+      {"default_lookahead_seconds", {"7.5"}},
+      {"min_lookahead_seconds", {"1"}},
+      {"max_lookahead_seconds", {"30"}},
+      {"realtime_utilization", {"0.75"}},
+      {"realtime_capacity", {"6"}},
       {"max_pixels", {"262144"}},
       {"max_sessions", {"2"}},
       {"max_sessions_per_peer", {"3"}},
