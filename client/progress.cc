@@ -45,7 +45,7 @@ void ProgressDisplay::Chunk(int64_t sequence, int block, int first_frame, int fr
   if (frames > 0) {
     if (first_chunk_seconds_ < 0) first_chunk_seconds_ = elapsed();
     frames_received_ += frames;
-    ++blocks_received_;
+    blocks_received_ = std::max(blocks_received_, block + 1);  // one or many fragments per block
     block_ = block + 1;
     step_ = 0;
   }

@@ -346,6 +346,40 @@ TEST(E2E, RealServerAndCliOnTheTinyModel) {
 #endif
 }
 
+// An interactive live session through the real server and the CLI, paced to real time: a
+// prompt typed on stdin becomes visible (the CLI prints when and how far after the player),
+// /stop ends the video with Completed, and the file plays.
+TEST(E2E, CliLiveSessionSwitchesThePromptAndStops) {
+#ifndef LONGSANA_HAVE_ENGINE
+  GTEST_SKIP() << "longsana-server is not built (no longsana_engine target yet)";
+#else
+  TempDir dir;
+  RunningServer s = StartTinyServer({"--drain-timeout=30"}, dir);
+  ASSERT_NE(s.process, nullptr);
+  const std::string out = dir.File("live.mp4");
+  int code = -1;
+  // stdin: a switch after 2 s, /stop 10 s later (about four 2.5 s blocks), then its end.
+  const std::string text = RunCommand(
+      fmt::format("(sleep 2; echo 'a blue sea at night'; sleep 10; echo /stop) | '{}/longsana' "
+                  "session 'a red kite over green hills' --live --pacing realtime "
+                  "--lookahead 2.5 -o '{}' --server {} --width 32 --height 32 --seed 5 "
+                  "--timeout 120 2>&1",
+                  BinaryDir(), out, s.address),
+      &code);
+  ASSERT_EQ(code, 0) << text << ReadFile(dir.File("server.log"));
+  EXPECT_NE(text.find("prompt switch (command 1) takes effect at block"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("prompt switch (command 1) visible at block"), std::string::npos) << text;
+  EXPECT_NE(text.find("of video after where the player was"), std::string::npos) << text;
+  EXPECT_NE(text.find("stop (command 2) takes effect at block"), std::string::npos) << text;
+  auto probe = FfprobeVideo(out);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_GE(probe->frames, 121);  // at least three blocks
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(60s), 0) << ReadFile(dir.File("server.log"));
+#endif
+}
+
 // SIGTERM with a 320x320 session decoding and another queued, on the real engine: the queued
 // one is handed back at once with UNAVAILABLE, the running one ends by the drain timeout,
 // and the process exits 0 within drain + grace + 5 s.
