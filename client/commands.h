@@ -92,6 +92,28 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
 int Watch(const ConnectionOptions& connection, const std::string& session_id,
           const std::string& output);
 
+// `longsana bench`: load-tests one or more servers (sessions spread round-robin).
+struct BenchOptions {
+  std::vector<std::string> servers;
+  std::string prompt = "a paper boat drifts down a rainy street";
+  int sessions = 1;             // closed loop: this many at once...
+  double duration_seconds = 0;  // ...each followed by another until this (0: one each)
+  double rate = 0;              // > 0: open loop, arrivals per second for duration_seconds
+  // Request kinds and weights, in order: generate (Generate), session (Session with a
+  // switch_prompt every switch_every blocks), live (a live Session stopped after
+  // live_seconds).
+  std::vector<std::pair<std::string, int>> mix = {{"generate", 1}};
+  int switch_every = 2;
+  double live_seconds = 10;
+  double start_buffer_seconds = 1;  // the simulated viewer starts with this much video
+  bool json = false;
+  std::string chart;  // SVG file with TTFC and gaps over time; empty: none
+};
+// Prints the report (table, or JSON with `json`); 0 unless the chart cannot be written. The
+// sessions' own errors are results (rejections, failures), not the command's.
+int Bench(const ConnectionOptions& connection, const RequestOptions& request,
+          const BenchOptions& options);
+
 // GetServerInfo, pretty-printed (or as JSON).
 int Info(const ConnectionOptions& connection, bool json);
 

@@ -8,6 +8,8 @@
 //   longsana watch SESSION_ID -o out.mp4       (another viewer of a running session)
 //   longsana info [--json]
 //   longsana health [--service NAME]          (grpc-health-probe's exit codes)
+//   longsana bench [PROMPT] --server A,B --sessions N | --rate R --bench_duration S
+//            [--mix generate:2,session:1,live:1] [--json] [--chart out.svg]  (load test)
 // Every command: --tls, --ca FILE, --cert FILE --key FILE, --server_name NAME, --token TOKEN
 // (or $LONGSANA_TOKEN).
 //
@@ -28,6 +30,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
 #include "client/commands.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address host:port.");
@@ -58,6 +61,16 @@ ABSL_FLAG(std::string, pacing, "",
 ABSL_FLAG(bool, latent_fragments, false,
           "One fragment per latent frame (4 video frames) instead of one per block: the first "
           "pixels arrive sooner; keyframes stay at block starts.");
+ABSL_FLAG(int, sessions, 1, "bench: concurrent sessions (closed loop).");
+ABSL_FLAG(double, rate, 0, "bench: arrivals per second (open loop, for --bench_duration).");
+ABSL_FLAG(double, bench_duration, 0,
+          "bench: seconds to keep starting sessions (closed loop: 0 = one per --sessions).");
+ABSL_FLAG(std::vector<std::string>, mix, std::vector<std::string>({"generate"}),
+          "bench: request kinds with optional weights, e.g. generate:2,session:1,live:1.");
+ABSL_FLAG(int, switch_every, 2, "bench: session kind: a switch_prompt every K blocks.");
+ABSL_FLAG(double, live_seconds, 10, "bench: live kind: stop after this many seconds.");
+ABSL_FLAG(double, start_buffer, 1, "bench: seconds of video the simulated viewer waits for.");
+ABSL_FLAG(std::string, chart, "", "bench: write an SVG of TTFC and gaps over time here.");
 ABSL_FLAG(double, lookahead, 0,
           "realtime pacing: seconds of video generation may run ahead of the viewer; 0 = the "
           "server's default.");
@@ -190,6 +203,9 @@ int main(int argc, char** argv) {
       "                   (its Accepted.session_id); the file ends when the session does\n"
       "  longsana info [--json]\n"
       "  longsana health [--service NAME] [--timeout S]\n"
+      "  longsana bench [PROMPT] --server A[,B..] [--sessions N | --rate R --bench_duration S]\n"
+      "                 [--mix generate:W,session:W,live:W] [--switch_every K] [--live_seconds S]\n"
+      "                 [--start_buffer S] [--json] [--chart FILE.svg]\n"
       "every command: --server HOST:PORT, --tls, --ca CA.pem, --cert CERT.pem --key KEY.pem,\n"
       "               --server_name NAME, --token TOKEN (default: $LONGSANA_TOKEN)\n"
       "exit codes: 0 ok, 2 usage, 3 output file error, 10 + gRPC status code when the server\n"
@@ -223,7 +239,7 @@ int main(int argc, char** argv) {
     if (args.size() > 2) return Usage("info takes no arguments");
     return longsana::client::Info(connection, absl::GetFlag(FLAGS_json));
   }
-  if (command != "generate" && command != "session" && command != "watch") {
+  if (command != "generate" && command != "session" && command != "watch" && command != "bench") {
     return Usage(fmt::format("unknown command '{}'", command));
   }
 
@@ -267,6 +283,56 @@ int main(int argc, char** argv) {
   }
   if (request.frames > 0 && request.duration_seconds > 0) {
     return Usage("give --frames or --duration, not both");
+  }
+
+  if (command == "bench") {
+    if (args.size() > 3) return Usage("bench takes at most one PROMPT argument (quote it)");
+    longsana::client::BenchOptions bench;
+    if (args.size() == 3) bench.prompt = args[2];
+    for (const std::string& server :
+         std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_server), ','))) {
+      if (!server.empty()) bench.servers.push_back(server);
+    }
+    if (bench.servers.empty()) return Usage("--server: name at least one HOST:PORT");
+    bench.sessions = absl::GetFlag(FLAGS_sessions);
+    bench.rate = absl::GetFlag(FLAGS_rate);
+    bench.duration_seconds = absl::GetFlag(FLAGS_bench_duration);
+    bench.switch_every = absl::GetFlag(FLAGS_switch_every);
+    bench.live_seconds = absl::GetFlag(FLAGS_live_seconds);
+    bench.start_buffer_seconds = absl::GetFlag(FLAGS_start_buffer);
+    bench.json = absl::GetFlag(FLAGS_json);
+    bench.chart = absl::GetFlag(FLAGS_chart);
+    if (bench.sessions < 1 || bench.sessions > 4096)
+      return Usage("--sessions must be in [1, 4096]");
+    if (!(bench.rate >= 0 && bench.rate <= 1000)) return Usage("--rate must be in [0, 1000]");
+    if (!(bench.duration_seconds >= 0 && bench.duration_seconds <= 86400)) {
+      return Usage("--bench_duration must be in [0, 86400] seconds");
+    }
+    if (bench.rate > 0 && bench.duration_seconds <= 0) {
+      return Usage("--rate needs --bench_duration");
+    }
+    if (!(bench.start_buffer_seconds >= 0) || !(bench.live_seconds > 0) || bench.switch_every < 0) {
+      return Usage("--start_buffer >= 0, --live_seconds > 0 and --switch_every >= 0");
+    }
+    bench.mix.clear();
+    for (const std::string& item : absl::GetFlag(FLAGS_mix)) {
+      const size_t colon = item.find(':');
+      const std::string kind = item.substr(0, colon);
+      int weight = 1;
+      if (colon != std::string::npos) {
+        char* end = nullptr;
+        weight = static_cast<int>(std::strtol(item.c_str() + colon + 1, &end, 10));
+        if (*end != '\0' || weight < 1 || weight > 1000) {
+          return Usage(fmt::format("--mix: '{}' needs a weight in [1, 1000]", item));
+        }
+      }
+      if (kind != "generate" && kind != "session" && kind != "live") {
+        return Usage(fmt::format("--mix: '{}' is not generate, session or live", kind));
+      }
+      bench.mix.emplace_back(kind, weight);
+    }
+    if (bench.mix.empty()) return Usage("--mix: name at least one kind");
+    return longsana::client::Bench(connection, request, bench);
   }
 
   std::string output = absl::GetFlag(FLAGS_output);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -378,6 +379,75 @@ TEST(E2E, CliLiveSessionSwitchesThePromptAndStops) {
   s.process->Signal(SIGTERM);
   EXPECT_EQ(*s.process->Wait(60s), 0) << ReadFile(dir.File("server.log"));
 #endif
+}
+
+// `longsana bench` against two fake servers, one idle and one overloaded (one slot, no queue,
+// forwards slower than real time): the JSON report has every field, its counts add up, and
+// the overloaded server shows rejections and viewer stalls while the idle one shows none.
+TEST(E2E, BenchReportsCountsLatenciesStallsAndRejectionsPerServer) {
+  TempDir dir;
+  RunningServer idle =
+      StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("idle.log"));
+  RunningServer busy =
+      StartServerProcess("longsana-server-fake",
+                         FakeFlags({"--max-sessions=1", "--queue-size=0", "--fake-step-ms=700"}),
+                         dir.File("busy.log"));
+  ASSERT_NE(idle.process, nullptr);
+  ASSERT_NE(busy.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(idle.address), "", kServing, 30s));
+  ASSERT_TRUE(WaitForHealth(MakeChannel(busy.address), "", kServing, 30s));
+
+  int code = -1;
+  const std::string text =
+      Cli(fmt::format("bench 'a fox in the snow' --server {},{} --sessions 6 --frames 161 "
+                      "--mix generate:1,session:1 --switch-every 1 --json --chart '{}' 2>/dev/null",
+                      idle.address, busy.address, dir.File("chart.svg")),
+          &code);
+  ASSERT_EQ(code, 0) << text;
+  const nlohmann::json r = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_FALSE(r.is_discarded()) << text;
+  SCOPED_TRACE(r.dump(2));
+  for (const char* key :
+       {"sessions", "completed", "rejected", "failed", "rejections_by_code", "failures_by_code",
+        "ttfc_seconds", "inter_chunk_gap_seconds", "switch_visible_seconds", "realtime_factor",
+        "viewer", "client_cpu_seconds_per_session", "wall_seconds", "servers", "kinds"}) {
+    EXPECT_TRUE(r.contains(key)) << key;
+  }
+  for (const char* key : {"p50", "p90", "p99", "count"}) {
+    EXPECT_TRUE(r["ttfc_seconds"].contains(key)) << key;
+  }
+  EXPECT_EQ(r["sessions"].get<int>(), 6);
+  EXPECT_EQ(r["completed"].get<int>() + r["rejected"].get<int>() + r["failed"].get<int>(), 6);
+  EXPECT_EQ(r["kinds"]["generate"].get<int>(), 3);
+  EXPECT_EQ(r["kinds"]["session"].get<int>(), 3);
+
+  const nlohmann::json& calm = r["servers"][idle.address];
+  const nlohmann::json& loaded = r["servers"][busy.address];
+  EXPECT_EQ(calm["sessions"].get<int>(), 3);
+  EXPECT_EQ(calm["completed"].get<int>(), 3);
+  EXPECT_EQ(calm["rejected"].get<int>(), 0);
+  EXPECT_EQ(calm["viewer"]["stalls"].get<int>(), 0);
+  EXPECT_EQ(calm["viewer"]["deadline_attainment"].get<double>(), 1.0);
+  EXPECT_EQ(loaded["sessions"].get<int>(), 3);
+  EXPECT_GE(loaded["rejected"].get<int>(), 1);  // one slot, no queue, three at once
+  EXPECT_GE(loaded["rejections_by_code"]["RESOURCE_EXHAUSTED"].get<int>(), 1);
+  EXPECT_GE(loaded["completed"].get<int>(), 1);
+  EXPECT_GE(loaded["viewer"]["stalls"].get<int>(), 1);  // 3.5 s per 2.5 s block
+  EXPECT_GT(loaded["viewer"]["stall_seconds"].get<double>(), 0);
+  EXPECT_EQ(r["ttfc_seconds"]["count"].get<int>(), r["completed"].get<int>());
+  EXPECT_GT(r["switch_visible_seconds"]["count"].get<int>() +
+                r["inter_chunk_gap_seconds"]["count"].get<int>(),
+            0);
+  EXPECT_TRUE(ReadFile(dir.File("chart.svg")).starts_with("<svg"));
+
+  // Usage errors name the flag.
+  const std::string bad = Cli(fmt::format("bench --server {} --mix warp:1", idle.address), &code);
+  EXPECT_EQ(code, 2) << bad;
+  EXPECT_NE(bad.find("--mix"), std::string::npos) << bad;
+  idle.process->Signal(SIGTERM);
+  busy.process->Signal(SIGTERM);
+  EXPECT_EQ(*idle.process->Wait(30s), 0);
+  EXPECT_EQ(*busy.process->Wait(30s), 0);
 }
 
 // SIGTERM with a 320x320 session decoding and another queued, on the real engine: the queued
