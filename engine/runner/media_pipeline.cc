@@ -61,12 +61,15 @@ void MediaPipeline::NoteDeliveredLocked(Session& s, VideoChunk& chunk, const Blo
   }
   if (!last_in_block) return;
   // Time budget: what this block cost against the real time it lasts (the DiT share plus
-  // decode and encode spread over the workers), smoothed.
+  // decode and encode), smoothed.
   const double duration = static_cast<double>(chunk.first_frame + chunk.num_frames) / fps -
                           s.BlockStartSeconds(chunk.block_index, static_cast<int>(fps));
   if (!(duration > 0)) return;
-  const double cost =
-      dit_share_seconds + (timing.decode_seconds + timing.encode_seconds) / options_.workers;
+  // On CPU the DiT's intra-op threads and the media workers share the same cores, so the
+  // costs add up; on CUDA decodes run on their own streams and encodes on the host, in
+  // parallel with the forwards, spread over the workers.
+  const double media = timing.decode_seconds + timing.encode_seconds;
+  const double cost = dit_share_seconds + (options_.cuda ? media / options_.workers : media);
   const double load = cost / duration;
   s.load = s.load < 0 ? load : 0.7 * s.load + 0.3 * load;
   registry_.scheduler().SetLoad(s.id, s.load);

@@ -15,7 +15,16 @@ bool Scheduler::FitsSlots(int64_t slot_bytes) const {
 
 bool Scheduler::FitsTime(const SessionTicket& ticket) const {
   if (!ticket.realtime || limits_.realtime_utilization <= 0) return true;
-  return RealtimeLoad() + EstimateLoad(ticket.cost) <= limits_.realtime_utilization + 1e-9;
+  const double estimate = EstimateLoad(ticket.cost);
+  if (estimate <= 0) {
+    // Nothing measured yet: admit one real-time session at a time until its first block
+    // gives a measurement, so that a burst is not admitted blind.
+    for (const auto& [id, r] : running_) {
+      if (r.ticket.realtime && r.load < 0) return false;
+    }
+    return true;
+  }
+  return RealtimeLoad() + estimate <= limits_.realtime_utilization + 1e-9;
 }
 
 bool Scheduler::Fits(const SessionTicket& ticket) const {
@@ -129,6 +138,7 @@ int Scheduler::Admissible(int64_t slot_bytes, bool realtime, double cost) const 
   }
   if (realtime && limits_.realtime_utilization > 0) {
     const double each = EstimateLoad(cost);
+    if (each <= 0 && !FitsTime(SessionTicket{0, 0, slot_bytes, true, cost})) n = 0;
     if (each > 0) {
       const double room = limits_.realtime_utilization - RealtimeLoad() + 1e-9;
       n = std::min(n, static_cast<int>(std::floor(std::max(0.0, room) / each)));

@@ -9,9 +9,10 @@
 //    make (per-block compute seconds / block duration), measured by the runner. A new one
 //    is admitted only while the loads plus its estimate stay within realtime_utilization;
 //    its estimate is utilization / realtime_capacity when a capacity is configured, else
-//    the measured load per unit of cost (tokens x steps) of what runs, times its cost (no
-//    measurement yet: it fits). Sessions paced "as fast as possible" need no budget: they
-//    get what the real-time ones leave.
+//    the measured load per unit of cost (tokens x steps) of what runs, times its cost. With
+//    nothing measured yet one real-time session is admitted at a time, until its first
+//    block is measured (a burst is not admitted blind). Sessions paced "as fast as
+//    possible" need no budget: they get what the real-time ones leave.
 //  - Planning: among the sessions ready for a forward, the most urgent one (earliest
 //    playback deadline — block j is due at start + j x block duration — then higher
 //    priority, then older) picks the token count; the batch is filled, most urgent first,

@@ -119,6 +119,7 @@ TEST(Pacing, ASwitchSentAfterChunkKTakesEffectByBlockKPlus2) {
 TEST(Pacing, FourPacedSessionsStayWithinTheirLookaheadBesideABatchSession) {
   EngineConfig config = PacedConfig();
   config.max_sessions = 5;
+  config.realtime_utilization = 0;  // pacing alone: all five at once, whatever they cost
   auto engine = MakeEngine(config);
   ASSERT_NE(engine, nullptr);
   std::vector<std::shared_ptr<ViewerSink>> paced;

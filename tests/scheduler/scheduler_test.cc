@@ -197,6 +197,19 @@ TEST(SchedulerTimeBudget, MeasuredLoadsScaleWithCost) {
   EXPECT_THAT(s.AdmitFromQueue(), ElementsAre(3));
 }
 
+TEST(SchedulerTimeBudget, ABurstWaitsForTheFirstMeasurement) {
+  Scheduler s({8, 0, 16, 8});
+  EXPECT_EQ(*s.Submit(Realtime(1)), 0);
+  EXPECT_EQ(*s.Submit(Realtime(2)), 1);  // nothing measured: one at a time
+  EXPECT_EQ(*s.Submit(Realtime(3)), 2);
+  EXPECT_TRUE(s.HeadWaitsForTime());
+  EXPECT_TRUE(s.AdmitFromQueue().empty());
+  s.SetLoad(1, 0.2);
+  // 0.2 per session: 2 and 3 fit (0.6), and a fourth would too.
+  EXPECT_THAT(s.AdmitFromQueue(), ElementsAre(2, 3));
+  EXPECT_EQ(s.Admissible(1, true), 1);
+}
+
 TEST(SchedulerTimeBudget, ZeroUtilizationTurnsTheBudgetOff) {
   SchedulerLimits limits{8, 0, 16, 8};
   limits.realtime_utilization = 0;
