@@ -450,6 +450,49 @@ TEST(E2E, BenchReportsCountsLatenciesStallsAndRejectionsPerServer) {
   EXPECT_EQ(*busy.process->Wait(30s), 0);
 }
 
+// client/examples/python against a server: its stubs are made with the system protoc and
+// grpc_python_plugin (the README's commands), Generate writes an MP4 that ffprobe reads, an
+// interactive Session switches and stops, and a bad request names the field.
+TEST(E2E, PythonExampleGeneratesAndRunsASession) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
+  ASSERT_NE(s.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
+  const std::string example =
+      fmt::format("/usr/bin/python3 '{}/client/examples/python/longsana_example.py'",
+                  LONGSANA_SOURCE_DIR);
+  int code = -1;
+  std::string text = RunCommand(
+      fmt::format("{} generate --address {} --prompt 'a red kite' --width 64 --height 64 "
+                  "--frames 81 -o '{}' 2>&1",
+                  example, s.address, dir.File("py.mp4")),
+      &code);
+  ASSERT_EQ(code, 0) << text;
+  auto probe = FfprobeVideo(dir.File("py.mp4"));
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_EQ(probe->frames, 81);
+  EXPECT_EQ(probe->codec, "h264");
+
+  text = RunCommand(fmt::format("{} session --address {} --prompt 'a red kite' --width 64 "
+                                "--height 64 --frames 321 -o '{}' 2>&1",
+                                example, s.address, dir.File("session.mp4")),
+                    &code);
+  ASSERT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("command 1 takes effect at block"), std::string::npos) << text;
+  EXPECT_NE(text.find("command 2 takes effect at block"), std::string::npos) << text;
+  probe = FfprobeVideo(dir.File("session.mp4"));
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_GT(probe->frames, 81);
+
+  text = RunCommand(fmt::format("{} generate --address {} --prompt x --width 7 -o '{}' 2>&1",
+                                example, s.address, dir.File("bad.mp4")),
+                    &code);
+  EXPECT_EQ(code, 1) << text;
+  EXPECT_NE(text.find("INVALID_ARGUMENT: width"), std::string::npos) << text;
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(30s), 0);
+}
+
 // SIGTERM with a 320x320 session decoding and another queued, on the real engine: the queued
 // one is handed back at once with UNAVAILABLE, the running one ends by the drain timeout,
 // and the process exits 0 within drain + grace + 5 s.
