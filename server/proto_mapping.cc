@@ -6,6 +6,8 @@
 #include <cmath>
 #include <utility>
 
+#include "server/http/http_router.h"
+
 namespace longsana::server {
 namespace {
 

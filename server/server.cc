@@ -105,6 +105,10 @@ struct Server::Impl {
       r.body = metrics->Serialize();
       return r;
     });
+    router->HandleStream("GET", "/v1/generate",
+                         [this](http::Request request, std::shared_ptr<http::ResponseStream> out) {
+                           service->HttpGenerate(std::move(request), std::move(out));
+                         });
     router->Handle("GET", "/healthz", [this](const http::Request&) {
       if (service->phase() == ServingPhase::kUnhealthy) {
         return http::Response::Json(503, R"({"status":"unhealthy","detail":"device error"})");
@@ -230,7 +234,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                           fmt::format("http_listen: {}", std::string(http.status().message())));
     }
     impl->http = std::move(*http);
-    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz)", impl->http->address());
+    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz, /v1/generate)",
+                 impl->http->address());
   }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
   spdlog::info(

@@ -10,6 +10,7 @@
 
 #include "engine/api/log_tag.h"
 #include "server/grpc_status.h"
+#include "server/http_query.h"
 #include "server/request_id.h"
 #include "server/session_outbox.h"
 #include "server/token_bucket.h"
@@ -89,11 +90,11 @@ struct Admitted {
 
 // Validation, the tenant's priority ceiling and quotas, the per-peer cap, then Submit.
 // On a refusal returns the status and sets *reason.
-absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
-                                      grpc::CallbackServerContext* context, const CallIdentity& who,
-                                      const v1::GenerateRequest& request, bool interactive,
-                                      std::string_view rpc, std::string_view field_prefix,
-                                      EventWriter* writer, RejectReason* reason) {
+absl::StatusOr<Admitted> AdmitSession(LongSanaService& service, std::string_view peer,
+                                      const CallIdentity& who, const v1::GenerateRequest& request,
+                                      bool interactive, std::string_view rpc,
+                                      std::string_view field_prefix, EventWriter* writer,
+                                      RejectReason* reason) {
   auto engine = service.AcquireEngine();
   if (!engine.ok()) {
     *reason = ReasonOfUnavailable(service);
@@ -111,7 +112,7 @@ absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
     *reason = RejectReason::kPermissionDenied;
     return s;
   }
-  auto lease = service.peers().Acquire(context->peer());
+  auto lease = service.peers().Acquire(peer);
   if (!lease.ok()) {
     *reason = RejectReason::kPeerLimit;
     return lease.status();
@@ -123,15 +124,15 @@ absl::StatusOr<Admitted> AdmitSession(LongSanaService& service,
   }
   spec->tenant = who.tenant->name;
   spec->request_id = who.request_id;
-  auto outbox = std::make_shared<SessionOutbox>(
-      OutboxOptions{.max_chunks = service.options().outbox_chunks,
-                    .label = fmt::format("{} from {}", rpc, context->peer()),
-                    .tenant = who.tenant->name,
-                    .request_id = who.request_id,
-                    .metrics = service.metrics(),
-                    .tenant_lease = *tenant_lease,
-                    .broadcasts = service.broadcasts()},
-      writer);
+  auto outbox =
+      std::make_shared<SessionOutbox>(OutboxOptions{.max_chunks = service.options().outbox_chunks,
+                                                    .label = fmt::format("{} from {}", rpc, peer),
+                                                    .tenant = who.tenant->name,
+                                                    .request_id = who.request_id,
+                                                    .metrics = service.metrics(),
+                                                    .tenant_lease = *tenant_lease,
+                                                    .broadcasts = service.broadcasts()},
+                                      writer);
   auto info = (*engine)->Submit(std::move(*spec), outbox);
   if (!info.ok()) {
     outbox->Detach();
@@ -168,7 +169,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
       return;
     }
     RejectReason reason = RejectReason::kInvalid;
-    auto admitted = AdmitSession(*service, context, who_, request, /*interactive=*/false,
+    auto admitted = AdmitSession(*service, context->peer(), who_, request, /*interactive=*/false,
                                  "Generate", "", this, &reason);
     if (!admitted.ok()) {
       Reject(admitted.status(), reason);
@@ -376,7 +377,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
                     RejectReason::kInvalid);
     }
     RejectReason reason = RejectReason::kInvalid;
-    auto admitted = AdmitSession(*service_, context_, who_, command_.start(),
+    auto admitted = AdmitSession(*service_, context_->peer(), who_, command_.start(),
                                  /*interactive=*/true, "Session", "start.", this, &reason);
     if (!admitted.ok()) return Reject(admitted.status(), reason);
     bool cancelled = false;
@@ -617,6 +618,163 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
   std::shared_ptr<BroadcastViewer> viewer_;  // null when the call was rejected
 };
 
+// ---------------------------------------------------------------------------------------
+// HTTP: GET /v1/generate, the same admission as Generate, the video as the response body.
+
+int HttpStatusOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+http::Response HttpError(const absl::Status& status) {
+  http::Response r =
+      http::Response::Error(HttpStatusOf(status.code()), absl::StatusCodeToString(status.code()),
+                            std::string(status.message()));
+  if (absl::IsResourceExhausted(status)) r.headers.emplace_back("Retry-After", "2");
+  if (absl::IsUnavailable(status)) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+// "127.0.0.1:5555" / "[::1]:5555" as gRPC writes peers, so that --max_sessions_per_peer
+// counts a client's HTTP and gRPC sessions together.
+std::string GrpcStylePeer(const std::string& peer) {
+  return (peer.starts_with('[') ? "ipv6:" : "ipv4:") + peer;
+}
+
+// The outbox's writer for an HTTP response: video chunks become the body (the init segment
+// and the fragments, so the body is one fragmented MP4); other events have no place in it. A
+// failure before the first byte is a JSON error with the HTTP status of its gRPC code; after
+// it, the connection is closed (a truncated body).
+class HttpGenerateWriter final : public EventWriter,
+                                 public std::enable_shared_from_this<HttpGenerateWriter> {
+ public:
+  HttpGenerateWriter(LongSanaService* service, std::shared_ptr<http::ResponseStream> stream,
+                     CallIdentity who)
+      : service_(service), stream_(std::move(stream)), who_(std::move(who)) {
+    service_->StreamOpened();
+  }
+  ~HttpGenerateWriter() override { service_->StreamClosed(); }
+
+  void Attach(std::shared_ptr<engine::Engine> engine, std::shared_ptr<SessionOutbox> outbox,
+              engine::SessionId id, PeerSessionLimiter::Lease lease) {
+    std::lock_guard lock(mu_);
+    engine_ = std::move(engine);
+    outbox_ = std::move(outbox);
+    id_ = id;
+    lease_ = std::move(lease);
+    self_ = shared_from_this();  // the outbox holds a plain pointer: alive until finished
+  }
+  void WatchClose() {
+    std::weak_ptr<HttpGenerateWriter> weak = weak_from_this();
+    stream_->SetOnClose([weak] {
+      if (auto self = weak.lock()) self->ClientGone();
+    });
+  }
+
+  void StartEventWrite(const v1::GenerateEvent* event) override {
+    std::shared_ptr<SessionOutbox> outbox = Outbox();
+    if (!event->has_chunk()) {
+      outbox->OnWriteDone(true);  // nothing to send: the next event, at once
+      return;
+    }
+    if (!begun_) {
+      begun_ = true;
+      stream_->Begin(200, "video/mp4",
+                     {{"Cache-Control", "no-store"},
+                      {"X-Request-Id", who_.request_id},
+                      {"X-Session-Id", std::to_string(id_)},
+                      {"X-Content-Type-Options", "nosniff"}});
+    }
+    auto self = shared_from_this();
+    stream_->Write(event->chunk().data(), [self](bool ok) {
+      if (!ok) self->Cancel(absl::CancelledError("the client is gone"));
+      self->Outbox()->OnWriteDone(ok);
+    });
+  }
+
+  void FinishStream(const absl::Status& status) override {
+    if (!begun_) {
+      stream_->Fail(HttpError(status));
+    } else if (status.ok()) {
+      stream_->End();
+    } else {
+      stream_->Abort();
+    }
+    finished_ = true;
+    Outbox()->Detach();  // the outbox writes no more; the response finishes on its own
+    Release();
+  }
+
+ private:
+  std::shared_ptr<SessionOutbox> Outbox() {
+    std::lock_guard lock(mu_);
+    return outbox_;
+  }
+  void Cancel(const absl::Status& reason) {
+    std::shared_ptr<engine::Engine> engine;
+    {
+      std::lock_guard lock(mu_);
+      engine = engine_;
+    }
+    if (engine == nullptr || cancel_sent_.exchange(true) || Outbox()->Ended()) return;
+    spdlog::info("{} cancelling: {}", who_.LogTag(id_), reason.ToString());
+    engine->Cancel(id_, reason);
+  }
+  void ClientGone() {
+    if (finished_) return;
+    const absl::Status reason = absl::CancelledError("the client is gone");
+    Cancel(reason);
+    if (auto outbox = Outbox()) {
+      outbox->Abort(reason);
+      outbox->Detach();
+    }
+    Release();
+  }
+  // Drops the self-reference (and the peer lease); the object lives on while a write
+  // callback or the caller still holds it.
+  void Release() {
+    std::shared_ptr<HttpGenerateWriter> keep;
+    std::lock_guard lock(mu_);
+    lease_ = {};
+    keep = std::move(self_);
+  }
+
+  LongSanaService* const service_;
+  const std::shared_ptr<http::ResponseStream> stream_;
+  const CallIdentity who_;
+  std::mutex mu_;
+  std::shared_ptr<engine::Engine> engine_;
+  std::shared_ptr<SessionOutbox> outbox_;
+  engine::SessionId id_ = 0;
+  PeerSessionLimiter::Lease lease_;
+  std::shared_ptr<HttpGenerateWriter> self_;
+  bool begun_ = false;  // outbox writes are serialised: no lock needed
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> cancel_sent_{false};
+};
+
 }  // namespace
 
 LongSanaService::LongSanaService(const ServerOptions& options, std::string build, ServiceDeps deps)
@@ -628,6 +786,36 @@ LongSanaService::LongSanaService(const ServerOptions& options, std::string build
           BroadcastRegistry::Create({.viewer_buffer_chunks = options.watch_buffer_chunks,
                                      .max_viewers_per_session = options.max_watchers_per_session,
                                      .metrics = deps.metrics})) {}
+
+void LongSanaService::HttpGenerate(http::Request request,
+                                   std::shared_ptr<http::ResponseStream> stream) {
+  CallIdentity who;
+  who.request_id = RequestIdOrNew(request.Header("x-request-id"));
+  const std::string peer = GrpcStylePeer(request.peer);
+  auto reject = [&](const absl::Status& status, RejectReason reason) {
+    spdlog::info("{} HTTP /v1/generate from {} rejected ({}): {}", who.LogTag(), peer,
+                 RejectReasonName(reason), status.ToString());
+    if (metrics() != nullptr) metrics()->Rejected(reason, who.tenant->name);
+    http::Response response = HttpError(status);
+    response.headers.emplace_back("X-Request-Id", who.request_id);
+    stream->Fail(std::move(response));
+  };
+  auto tenant = Authenticate(request.Header("authorization"));
+  if (!tenant.ok()) return reject(tenant.status(), RejectReason::kUnauthenticated);
+  who.tenant = *tenant;
+  auto generate = GenerateRequestFromQuery(request.query);
+  if (!generate.ok()) return reject(generate.status(), RejectReason::kInvalid);
+  auto writer = std::make_shared<HttpGenerateWriter>(this, stream, who);
+  RejectReason reason = RejectReason::kInvalid;
+  auto admitted = AdmitSession(*this, peer, who, *generate, /*interactive=*/false,
+                               "HTTP /v1/generate", "", writer.get(), &reason);
+  if (!admitted.ok()) return reject(admitted.status(), reason);
+  std::shared_ptr<SessionOutbox> outbox = admitted->outbox;
+  const engine::SessionInfo info = admitted->info;
+  writer->Attach(std::move(admitted->engine), outbox, info.id, std::move(admitted->peer_lease));
+  writer->WatchClose();
+  outbox->Open(info);
+}
 
 absl::StatusOr<const Tenant*> LongSanaService::Authenticate(
     std::optional<std::string_view> authorization) const {

@@ -22,6 +22,7 @@
 #include "engine/api/engine.h"
 #include "longsana/v1/longsana.grpc.pb.h"
 #include "server/auth/tenants.h"
+#include "server/http/http_router.h"
 #include "server/peer_session_limiter.h"
 #include "server/proto_mapping.h"
 #include "server/server_config.h"
@@ -76,6 +77,12 @@ class LongSanaService final : public v1::LongSana::CallbackService {
       grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<v1::GenerateEvent>* Watch(grpc::CallbackServerContext* context,
                                                      const v1::WatchRequest* request) override;
+  // GET /v1/generate on the HTTP port: the query as a GenerateRequest (proto_mapping.h's
+  // GenerateRequestFromQuery), admitted like Generate (tokens, quotas, limits, metrics); the
+  // body is the fragmented MP4 as it is made; a refusal before the first byte is a JSON error
+  // with the gRPC code's HTTP status; a client that goes away cancels the session.
+  void HttpGenerate(http::Request request, std::shared_ptr<http::ResponseStream> stream);
+
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

@@ -185,6 +185,8 @@ struct Router::Node {
   std::unique_ptr<Node> param;
   std::string param_name;
   std::map<std::string, Handler, std::less<>> handlers;  // by method
+  std::map<std::string, StreamHandler, std::less<>> streams;
+  bool empty() const { return handlers.empty() && streams.empty(); }
 };
 
 Router::Router() : root_(std::make_unique<Node>()) {}
@@ -193,9 +195,26 @@ Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
 void Router::Handle(std::string method, std::string pattern, Handler handler) {
+  if (!handler) BadRoute(method, pattern, "no handler");
+  Node* node = NodeFor(method, pattern);
+  if (node->streams.count(method) != 0 ||
+      !node->handlers.emplace(method, std::move(handler)).second) {
+    BadRoute(method, pattern, "registered twice");
+  }
+}
+
+void Router::HandleStream(std::string method, std::string pattern, StreamHandler handler) {
+  if (!handler) BadRoute(method, pattern, "no handler");
+  Node* node = NodeFor(method, pattern);
+  if (node->handlers.count(method) != 0 ||
+      !node->streams.emplace(method, std::move(handler)).second) {
+    BadRoute(method, pattern, "registered twice");
+  }
+}
+
+Router::Node* Router::NodeFor(const std::string& method, const std::string& pattern) {
   if (method.empty()) BadRoute(method, pattern, "empty method");
   if (!pattern.starts_with('/')) BadRoute(method, pattern, "the pattern must start with '/'");
-  if (!handler) BadRoute(method, pattern, "no handler");
   Node* node = root_.get();
   for (const std::string_view segment : SplitPath(pattern)) {
     if (segment.starts_with('{') || segment.ends_with('}')) {
@@ -218,9 +237,32 @@ void Router::Handle(std::string method, std::string pattern, Handler handler) {
       node = child.get();
     }
   }
-  if (!node->handlers.emplace(method, std::move(handler)).second) {
-    BadRoute(method, pattern, "registered twice");
-  }
+  return node;
+}
+
+const StreamHandler* Router::FindStream(Request& request) const {
+  if (!request.path.starts_with('/')) return nullptr;
+  const std::vector<std::string_view> segments = SplitPath(request.path);
+  std::map<std::string, std::string> params;
+  const StreamHandler* found = nullptr;
+  const std::function<void(const Node&, size_t)> walk = [&](const Node& node, size_t i) {
+    if (found != nullptr) return;
+    if (i == segments.size()) {
+      if (auto it = node.streams.find(request.method); it != node.streams.end()) {
+        found = &it->second;
+        request.path_params = params;
+      }
+      return;
+    }
+    if (auto it = node.exact.find(segments[i]); it != node.exact.end()) walk(*it->second, i + 1);
+    if (found == nullptr && node.param && !segments[i].empty()) {
+      params[node.param_name] = std::string(segments[i]);
+      walk(*node.param, i + 1);
+      params.erase(node.param_name);
+    }
+  };
+  walk(*root_, 0);
+  return found;
 }
 
 Response Router::Dispatch(Request& request) const {
@@ -238,7 +280,7 @@ Response Router::Dispatch(Request& request) const {
   std::map<std::string, std::string> params;
   const std::function<void(const Node&, size_t)> walk = [&](const Node& node, size_t i) {
     if (i == segments.size()) {
-      if (!node.handlers.empty()) matches.push_back({&node, params});
+      if (!node.empty()) matches.push_back({&node, params});
       return;
     }
     if (auto it = node.exact.find(segments[i]); it != node.exact.end()) walk(*it->second, i + 1);
@@ -269,6 +311,7 @@ Response Router::Dispatch(Request& request) const {
         allowed.insert(method);
         if (method == "GET") allowed.insert("HEAD");
       }
+      for (const auto& [method, unused] : m.node->streams) allowed.insert(method);
     }
     Response response = Response::Error(
         405, "UNIMPLEMENTED", fmt::format("{} is not allowed on {}", request.method, request.path));

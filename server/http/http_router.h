@@ -63,6 +63,33 @@ struct Response {
 // exception it throws becomes a 500 (see Router::Dispatch).
 using Handler = std::function<Response(const Request&)>;
 
+// A response whose body is produced over time (a video stream), implemented by the
+// connection. Every method is thread-safe and returns at once; the work happens on the
+// connection's io thread. Order: either Fail (a whole response, nothing sent before), or
+// Begin, then Write*, then End (or Abort). The body goes out with Transfer-Encoding: chunked
+// (close-delimited for HTTP/1.0) and the connection closes after it.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Instead of a stream: one complete response (e.g. a JSON error before the first byte).
+  virtual void Fail(Response response) = 0;
+  // Status line and headers (Content-Type from `content_type`; reserved headers dropped).
+  virtual void Begin(int status, std::string content_type,
+                     std::vector<std::pair<std::string, std::string>> headers) = 0;
+  // Queues `bytes`; `done(ok)` runs on an io thread once they are written (ok) or the
+  // connection failed (not ok). Each write has the server's write_timeout.
+  virtual void Write(std::string bytes, std::function<void(bool ok)> done) = 0;
+  virtual void End() = 0;    // the body is complete
+  virtual void Abort() = 0;  // closes the connection: the client sees a truncated body
+  // Runs once, on an io thread, when the client goes away (or a write fails) before End or
+  // Fail went out; not after. Set it before Begin.
+  virtual void SetOnClose(std::function<void()> on_close) = 0;
+};
+
+// Called on an io thread with the request and its stream: it must return quickly (start the
+// work, then feed the stream from wherever the data comes).
+using StreamHandler = std::function<void(Request, std::shared_ptr<ResponseStream>)>;
+
 // Method + path pattern -> handler. Built once before the server starts (Handle is not
 // thread-safe), then immutable and shared by all connections: Dispatch is const and safe to
 // call from any number of threads at once.
@@ -74,12 +101,10 @@ using Handler = std::function<Response(const Request&)>;
 // method), the parameter branch is tried. No trailing-slash folding: "/metrics/" is not
 // "/metrics".
 //
-// Streaming (issue 13) plugs in here without changing the table: a route will carry either
-// this Handler or a streaming handler (given a writer the connection drains chunk by chunk,
-// `Transfer-Encoding: chunked`, with the per-write progress timeout the connection already
-// applies) or a WebSocket handler (the connection hands its socket and the already-parsed
-// upgrade request to Beast's websocket stream). The server will look routes up by method and
-// path first, then act on the route's kind; Dispatch stays the path for plain responses.
+// A route carries either a Handler (Dispatch answers it) or a StreamHandler (the connection
+// looks it up with FindStream first and hands it a ResponseStream). A WebSocket route would
+// be a third kind: the connection would hand its socket and the parsed upgrade request to
+// Beast's websocket stream.
 class Router {
  public:
   Router();
@@ -93,6 +118,11 @@ class Router {
   // two parameter names at one position) or a second handler for the same method and pattern
   // is a programming error: it aborts, naming the pattern.
   void Handle(std::string method, std::string pattern, Handler handler);
+  // A streaming route (same pattern rules; no implicit HEAD).
+  void HandleStream(std::string method, std::string pattern, StreamHandler handler);
+  // The streaming handler for request's method and path (path_params filled), or nullptr:
+  // then Dispatch answers it.
+  const StreamHandler* FindStream(Request& request) const;
 
   // Fills request.path_params and runs the matching handler. Unknown path: 404 Error; known
   // path, other method: 405 Error with an Allow header; a handler that throws: 500 Error
@@ -102,6 +132,7 @@ class Router {
 
  private:
   struct Node;
+  Node* NodeFor(const std::string& method, const std::string& pattern);
   std::unique_ptr<Node> root_;
 };
 

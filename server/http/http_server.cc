@@ -4,11 +4,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -16,6 +18,8 @@
 #include <boost/beast/http.hpp>
 #include <cctype>
 #include <charconv>
+#include <deque>
+#include <functional>
 #include <iterator>
 #include <mutex>
 #include <optional>
@@ -222,7 +226,151 @@ class Connection : public std::enable_shared_from_this<Connection> {
     request.body = std::move(message.body());
     request.peer = peer_;
     const bool head = message.method() == bhttp::verb::head;
+    if (const StreamHandler* handler = shared_.router->FindStream(request)) {
+      return StartStream(*handler, std::move(request), message.version());
+    }
     Respond(shared_.router->Dispatch(request), message.version(), head, !message.keep_alive());
+  }
+
+  // --- Streaming responses (ResponseStream). Strand-only state below; the stream object
+  // posts onto the strand. The connection closes after a stream.
+  class Stream;
+  friend class Stream;
+
+  void StartStream(const StreamHandler& handler, Request request, unsigned version);
+  void StreamFail(Response response) {
+    if (stream_state_ != StreamState::kWaiting) return;
+    if (response.status < 200 || response.status > 599) {
+      response = Response::Error(500, "INTERNAL", "the handler gave an invalid status");
+    }
+    // Written through the stream's own writer (the close watcher stays the only reader).
+    std::string text = StatusAndHeaders(response.status, response.content_type, response.headers);
+    text += fmt::format("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.size());
+    text += response.body;
+    stream_state_ = StreamState::kEnding;
+    QueueWrite(std::move(text), nullptr);
+  }
+  void StreamBegin(int status, std::string content_type,
+                   std::vector<std::pair<std::string, std::string>> headers) {
+    if (stream_state_ != StreamState::kWaiting) return;
+    stream_state_ = StreamState::kStreaming;
+    if (status < 200 || status > 599) status = 500;
+    std::string head = StatusAndHeaders(status, content_type, headers);
+    if (stream_version_ >= 11) head += "Transfer-Encoding: chunked\r\n";
+    head += "Connection: close\r\n\r\n";
+    QueueWrite(std::move(head), nullptr);
+  }
+  std::string StatusAndHeaders(int status, const std::string& content_type,
+                               const std::vector<std::pair<std::string, std::string>>& headers) {
+    const beast::string_view reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    std::string head =
+        fmt::format("HTTP/1.{} {} {}\r\nServer: longsana-serve\r\n", stream_version_ >= 11 ? 1 : 0,
+                    status, std::string(reason.data(), reason.size()));
+    if (!content_type.empty() && IsSettableHeader("x", content_type)) {
+      head += fmt::format("Content-Type: {}\r\n", content_type);
+    }
+    for (const auto& [name, value] : headers) {
+      if (IsSettableHeader(name, value)) {
+        head += fmt::format("{}: {}\r\n", name, value);
+      } else {
+        spdlog::error("http: dropped response header '{}' (reserved or malformed)", name);
+      }
+    }
+    return head;
+  }
+  void StreamWrite(std::string bytes, std::function<void(bool)> done) {
+    if (stream_state_ != StreamState::kStreaming || bytes.empty()) {
+      if (done) done(stream_state_ == StreamState::kStreaming);
+      return;
+    }
+    if (stream_version_ >= 11) {
+      std::string frame = fmt::format("{:x}\r\n", bytes.size());
+      frame += bytes;
+      frame += "\r\n";
+      bytes = std::move(frame);
+    }
+    QueueWrite(std::move(bytes), std::move(done));
+  }
+  void StreamEnd() {
+    if (stream_state_ != StreamState::kStreaming) return;
+    stream_state_ = StreamState::kEnding;
+    QueueWrite(stream_version_ >= 11 ? std::string("0\r\n\r\n") : std::string(), nullptr);
+  }
+  void StreamAbort() {
+    if (stream_state_ == StreamState::kDone) return;
+    stream_state_ = StreamState::kDone;
+    FailPendingWrites();
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+  void StreamClientGone() {
+    if (stream_state_ == StreamState::kDone || stream_state_ == StreamState::kEnded) return;
+    stream_state_ = StreamState::kDone;
+    FailPendingWrites();
+    if (auto on_close = std::move(on_close_)) on_close();
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+  void FailPendingWrites() {
+    std::deque<PendingWrite> pending;
+    pending.swap(writes_);
+    for (auto& w : pending) {
+      if (w.done) w.done(false);
+    }
+  }
+  void QueueWrite(std::string bytes, std::function<void(bool)> done) {
+    writes_.push_back({std::move(bytes), std::move(done)});
+    PumpWrites();
+  }
+  void PumpWrites() {
+    if (writing_ || writes_.empty()) return;
+    writing_ = true;
+    stream_.expires_after(options().write_timeout);
+    net::async_write(stream_, net::buffer(writes_.front().bytes),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       // The timeout is per write: no deadline while waiting for the next
+                       // chunk (tcp_stream would otherwise fail the next write at once).
+                       self->stream_.expires_never();
+                       if (ec) {
+                         spdlog::debug("http {}: stream write failed: {}", self->peer_,
+                                       ec.message());
+                         return self->StreamClientGone();
+                       }
+                       PendingWrite done = std::move(self->writes_.front());
+                       self->writes_.pop_front();
+                       if (done.done) done.done(true);
+                       if (self->writes_.empty() && self->stream_state_ == StreamState::kEnding) {
+                         self->stream_state_ = StreamState::kEnded;
+                         return self->StreamLinger();
+                       }
+                       self->PumpWrites();
+                     });
+  }
+  // After the last chunk: stop sending, let the watcher read the client's close, and close
+  // after kLingerTime whatever happens (the watcher then ends).
+  void StreamLinger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    linger_timer_.emplace(stream_.get_executor());
+    linger_timer_->expires_after(kLingerTime);
+    linger_timer_->async_wait([self = shared_from_this()](beast::error_code) {
+      beast::error_code ignored;
+      self->stream_.socket().close(ignored);
+    });
+  }
+  // While streaming, the only reader: discards what the client sends; its end (or an error)
+  // before the stream ended means the client is gone.
+  void WatchForClose() {
+    stream_.socket().async_read_some(net::buffer(watch_buffer_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) {
+                                         if (self->stream_state_ != StreamState::kEnded)
+                                           self->StreamClientGone();
+                                         return;
+                                       }
+                                       self->WatchForClose();
+                                     });
   }
 
   void RespondAndClose(Response response) { Respond(std::move(response), 11, false, true); }
@@ -296,6 +444,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
+  enum class StreamState { kNone, kWaiting, kStreaming, kEnding, kEnded, kDone };
+  struct PendingWrite {
+    std::string bytes;
+    std::function<void(bool)> done;
+  };
+  StreamState stream_state_ = StreamState::kNone;
+  unsigned stream_version_ = 11;
+  std::deque<PendingWrite> writes_;
+  bool writing_ = false;
+  std::function<void()> on_close_;
+  std::array<char, 1024> watch_buffer_{};
+  std::optional<net::steady_timer> linger_timer_;
+
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -306,6 +467,74 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Shared& shared_;
   const std::string peer_;
 };
+
+// The handler's view of a streaming response: every call is posted onto the connection's
+// strand; a connection that is gone ignores them (and fails the write callbacks).
+class Connection::Stream final : public ResponseStream {
+ public:
+  explicit Stream(std::shared_ptr<Connection> connection)
+      : connection_(connection), executor_(connection->stream_.get_executor()) {}
+
+  void Fail(Response response) override {
+    Post([response = std::move(response)](Connection& c) mutable {
+      c.StreamFail(std::move(response));
+    });
+  }
+  void Begin(int status, std::string content_type,
+             std::vector<std::pair<std::string, std::string>> headers) override {
+    Post([status, content_type = std::move(content_type),
+          headers = std::move(headers)](Connection& c) mutable {
+      c.StreamBegin(status, std::move(content_type), std::move(headers));
+    });
+  }
+  void Write(std::string bytes, std::function<void(bool)> done) override {
+    auto shared_done = std::make_shared<std::function<void(bool)>>(std::move(done));
+    const bool posted = Post([bytes = std::move(bytes), shared_done](Connection& c) mutable {
+      c.StreamWrite(std::move(bytes), std::move(*shared_done));
+    });
+    if (!posted && *shared_done) (*shared_done)(false);
+  }
+  void End() override {
+    Post([](Connection& c) { c.StreamEnd(); });
+  }
+  void Abort() override {
+    Post([](Connection& c) { c.StreamAbort(); });
+  }
+  void SetOnClose(std::function<void()> on_close) override {
+    Post([on_close = std::move(on_close)](Connection& c) mutable {
+      if (c.stream_state_ == StreamState::kDone) {
+        if (on_close) on_close();  // already gone: tell at once
+        return;
+      }
+      c.on_close_ = std::move(on_close);
+    });
+  }
+
+ private:
+  template <typename F>
+  bool Post(F&& f) {
+    std::shared_ptr<Connection> c = connection_.lock();
+    if (c == nullptr) return false;
+    net::post(executor_, [c, f = std::forward<F>(f)]() mutable { f(*c); });
+    return true;
+  }
+
+  std::weak_ptr<Connection> connection_;
+  net::any_io_executor executor_;
+};
+
+void Connection::StartStream(const StreamHandler& handler, Request request, unsigned version) {
+  stream_state_ = StreamState::kWaiting;
+  stream_version_ = version;
+  auto stream = std::make_shared<Stream>(shared_from_this());
+  WatchForClose();
+  try {
+    handler(std::move(request), stream);
+  } catch (const std::exception& e) {
+    spdlog::error("http: a streaming handler threw: {}", e.what());
+    stream->Fail(Response::Error(500, "INTERNAL", "the handler failed"));
+  }
+}
 
 }  // namespace
 

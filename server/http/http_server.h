@@ -46,10 +46,13 @@ struct HttpServerOptions {
 // A connection holds at most max_header_bytes + 8 KiB of read buffer, a body of max_body_bytes
 // and the response its handler made.
 //
-// Streaming (issue 13): a response is written by a loop of `write_some` calls, each under
-// write_timeout; a chunked streaming body will feed the same loop from a writer the handler
-// fills, and a WebSocket route will take the connection's socket after its upgrade request is
-// parsed. Both are additions to the connection, not a rewrite (see Router).
+// Streaming (Router::HandleStream): the handler gets a ResponseStream and feeds it from any
+// thread; the connection writes the status line, then each piece as one chunk
+// (Transfer-Encoding: chunked; close-delimited for HTTP/1.0), every write under
+// write_timeout, and closes after the body. While streaming, the connection's only read
+// watches for the client's close: a client that goes away before the end triggers the
+// stream's on-close callback (the server cancels the session). Plain responses are written
+// by a loop of `write_some` calls, each under write_timeout.
 //
 // Thread-safety: port(), address() and Stop() may be called from any thread, concurrently;
 // Stop() must not be called from a handler (it joins the io threads).

@@ -421,7 +421,8 @@ std::optional<std::string> HttpReply::Header(std::string_view lower_name) const 
 }
 
 absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout,
+                                  const std::string& extra_headers) {
   const size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) return absl::InvalidArgumentError("host:port expected");
   std::string host = host_port.substr(0, colon);
@@ -442,8 +443,8 @@ absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::strin
     close(fd);
     return absl::UnavailableError(fmt::format("connect {}: {}", host_port, std::strerror(errno)));
   }
-  const std::string request =
-      fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", path, host_port);
+  const std::string request = fmt::format(
+      "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{}\r\n", path, host_port, extra_headers);
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     close(fd);
@@ -474,6 +475,24 @@ absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::strin
   const size_t first_line_end = raw.find("\r\n");
   reply.headers = raw.substr(first_line_end + 2, split - first_line_end - 2);
   reply.body = raw.substr(split + 4);
+  const auto encoding = reply.Header("transfer-encoding");
+  if (encoding.has_value() && encoding->find("chunked") != std::string::npos) {
+    reply.chunked = true;
+    std::string decoded;
+    size_t at = 0;
+    while (true) {
+      const size_t line_end = reply.body.find("\r\n", at);
+      if (line_end == std::string::npos) return absl::DataLossError("chunked body cut short");
+      const size_t size = std::stoul(reply.body.substr(at, line_end - at), nullptr, 16);
+      if (size == 0) break;
+      if (line_end + 2 + size + 2 > reply.body.size()) {
+        return absl::DataLossError("chunk cut short");
+      }
+      decoded.append(reply.body, line_end + 2, size);
+      at = line_end + 2 + size + 2;
+    }
+    reply.body = std::move(decoded);
+  }
   return reply;
 }
 

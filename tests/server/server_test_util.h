@@ -101,10 +101,13 @@ struct HttpReply {
   int status = 0;
   std::string headers;  // the raw header block, lower-cased names as sent
   std::string body;
+  bool chunked = false;  // the body came with Transfer-Encoding: chunked (decoded here)
   std::optional<std::string> Header(std::string_view lower_name) const;
 };
+// `extra_headers`: "Name: value\r\n" lines. A chunked body is decoded (reply.chunked).
 absl::StatusOr<HttpReply> HttpGet(const std::string& host_port, const std::string& path,
-                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                  const std::string& extra_headers = "");
 
 // The value of one series ("name{labels}", exactly as written) in a Prometheus text scrape;
 // NaN when absent.
