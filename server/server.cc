@@ -109,6 +109,10 @@ struct Server::Impl {
                          [this](http::Request request, std::shared_ptr<http::ResponseStream> out) {
                            service->HttpGenerate(std::move(request), std::move(out));
                          });
+    router->HandleStream("GET", "/v1/sessions/{id}/watch",
+                         [this](http::Request request, std::shared_ptr<http::ResponseStream> out) {
+                           service->HttpWatch(std::move(request), std::move(out));
+                         });
     router->Handle("GET", "/healthz", [this](const http::Request&) {
       if (service->phase() == ServingPhase::kUnhealthy) {
         return http::Response::Json(503, R"({"status":"unhealthy","detail":"device error"})");
@@ -234,8 +238,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                           fmt::format("http_listen: {}", std::string(http.status().message())));
     }
     impl->http = std::move(*http);
-    spdlog::info("HTTP port listening on {} (/metrics, /healthz, /readyz, /v1/generate)",
-                 impl->http->address());
+    spdlog::info(
+        "HTTP port listening on {} (/metrics, /healthz, /readyz, /v1/generate, "
+        "/v1/sessions/{{id}}/watch)",
+        impl->http->address());
   }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
   spdlog::info(

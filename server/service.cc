@@ -775,6 +775,94 @@ class HttpGenerateWriter final : public EventWriter,
   std::atomic<bool> cancel_sent_{false};
 };
 
+// The viewer's writer for GET /v1/sessions/{id}/watch: the same body as the owner's (the
+// init segment, then fragments from the latest keyframe on), Watching and other events
+// skipped; the response ends with the session.
+class HttpWatchWriter final : public EventWriter,
+                              public std::enable_shared_from_this<HttpWatchWriter> {
+ public:
+  HttpWatchWriter(LongSanaService* service, std::shared_ptr<http::ResponseStream> stream,
+                  CallIdentity who, engine::SessionId id)
+      : service_(service), stream_(std::move(stream)), who_(std::move(who)), id_(id) {
+    service_->StreamOpened();
+  }
+  ~HttpWatchWriter() override { service_->StreamClosed(); }
+
+  void Attach(std::shared_ptr<BroadcastViewer> viewer) {
+    {
+      std::lock_guard lock(mu_);
+      viewer_ = viewer;
+      self_ = shared_from_this();
+    }
+    std::weak_ptr<HttpWatchWriter> weak = weak_from_this();
+    stream_->SetOnClose([weak] {
+      if (auto self = weak.lock()) self->ClientGone();
+    });
+    spdlog::info("{} watch opened: HTTP watch", who_.LogTag(id_));
+    viewer->Start();
+  }
+
+  void StartEventWrite(const v1::GenerateEvent* event) override {
+    if (!event->has_chunk()) {
+      Viewer()->OnWriteDone(true);
+      return;
+    }
+    if (!begun_) {
+      begun_ = true;
+      stream_->Begin(200, "video/mp4",
+                     {{"Cache-Control", "no-store"},
+                      {"X-Request-Id", who_.request_id},
+                      {"X-Session-Id", std::to_string(id_)},
+                      {"X-Content-Type-Options", "nosniff"}});
+    }
+    auto self = shared_from_this();
+    stream_->Write(event->chunk().data(), [self](bool ok) { self->Viewer()->OnWriteDone(ok); });
+  }
+
+  void FinishStream(const absl::Status& status) override {
+    spdlog::info("{} watch closed: {}", who_.LogTag(id_), status.ok() ? "OK" : status.ToString());
+    if (!begun_) {
+      stream_->Fail(HttpError(status));
+    } else if (status.ok()) {
+      stream_->End();
+    } else {
+      stream_->Abort();
+    }
+    finished_ = true;
+    Viewer()->Detach();
+    Release();
+  }
+
+ private:
+  std::shared_ptr<BroadcastViewer> Viewer() {
+    std::lock_guard lock(mu_);
+    return viewer_;
+  }
+  void ClientGone() {
+    if (finished_) return;
+    if (auto viewer = Viewer()) {
+      viewer->Abort(absl::CancelledError("the viewer is gone"));
+      viewer->Detach();
+    }
+    Release();
+  }
+  void Release() {
+    std::shared_ptr<HttpWatchWriter> keep;
+    std::lock_guard lock(mu_);
+    keep = std::move(self_);
+  }
+
+  LongSanaService* const service_;
+  const std::shared_ptr<http::ResponseStream> stream_;
+  const CallIdentity who_;
+  const engine::SessionId id_;
+  std::mutex mu_;
+  std::shared_ptr<BroadcastViewer> viewer_;
+  std::shared_ptr<HttpWatchWriter> self_;
+  bool begun_ = false;  // viewer writes are serialised
+  std::atomic<bool> finished_{false};
+};
+
 }  // namespace
 
 LongSanaService::LongSanaService(const ServerOptions& options, std::string build, ServiceDeps deps)
@@ -815,6 +903,40 @@ void LongSanaService::HttpGenerate(http::Request request,
   writer->Attach(std::move(admitted->engine), outbox, info.id, std::move(admitted->peer_lease));
   writer->WatchClose();
   outbox->Open(info);
+}
+
+void LongSanaService::HttpWatch(http::Request request,
+                                std::shared_ptr<http::ResponseStream> stream) {
+  CallIdentity who;
+  who.request_id = RequestIdOrNew(request.Header("x-request-id"));
+  auto reject = [&](const absl::Status& status, RejectReason reason) {
+    spdlog::info("{} HTTP watch from {} rejected ({}): {}", who.LogTag(), request.peer,
+                 RejectReasonName(reason), status.ToString());
+    if (metrics() != nullptr) metrics()->Rejected(reason, who.tenant->name);
+    http::Response response = HttpError(status);
+    response.headers.emplace_back("X-Request-Id", who.request_id);
+    stream->Fail(std::move(response));
+  };
+  auto tenant = Authenticate(request.Header("authorization"));
+  if (!tenant.ok()) return reject(tenant.status(), RejectReason::kUnauthenticated);
+  who.tenant = *tenant;
+  if (auto engine = AcquireEngine(); !engine.ok()) {
+    return reject(engine.status(), ReasonOfUnavailable(*this));
+  }
+  if (!request.query.empty()) {
+    return reject(absl::InvalidArgumentError("query: the watch route takes no parameters"),
+                  RejectReason::kInvalid);
+  }
+  auto id = ParseSessionId(request.path_params["id"]);
+  if (!id.ok()) return reject(id.status(), RejectReason::kInvalid);
+  auto writer = std::make_shared<HttpWatchWriter>(this, stream, who, *id);
+  auto viewer = broadcasts()->Join(*id, who.tenant->name, who.request_id, writer.get());
+  if (!viewer.ok()) {
+    return reject(viewer.status(), absl::IsResourceExhausted(viewer.status())
+                                       ? RejectReason::kWatcherLimit
+                                       : RejectReason::kNotFound);
+  }
+  writer->Attach(std::move(*viewer));
 }
 
 absl::StatusOr<const Tenant*> LongSanaService::Authenticate(

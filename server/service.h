@@ -82,6 +82,9 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   // body is the fragmented MP4 as it is made; a refusal before the first byte is a JSON error
   // with the gRPC code's HTTP status; a client that goes away cancels the session.
   void HttpGenerate(http::Request request, std::shared_ptr<http::ResponseStream> stream);
+  // GET /v1/sessions/{id}/watch: another viewer of a running session, as Watch (same tenant
+  // rule, viewer cap and skipping); the body is an MP4 from the latest keyframe on.
+  void HttpWatch(http::Request request, std::shared_ptr<http::ResponseStream> stream);
 
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,

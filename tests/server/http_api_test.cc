@@ -156,6 +156,44 @@ TEST_F(HttpApiTest, TokensAndQuotasApplyAsOnGrpc) {
   EXPECT_EQ(done->status, 200);
 }
 
+TEST_F(HttpApiTest, WatchGivesAnotherViewerAPlayableMp4FromTheLatestKeyframe) {
+  FakeEngineOptions slow;
+  slow.step_time = 15ms;
+  StartServer({}, slow);
+  auto [status, body] = Refusal("/v1/sessions/abc/watch");
+  EXPECT_EQ(status, 400) << body;
+  EXPECT_THAT(body, HasSubstr("session_id"));
+  std::tie(status, body) = Refusal("/v1/sessions/123456789/watch");
+  EXPECT_EQ(status, 404) << body;
+
+  // The first session of a fresh fake engine is session 1 (checked on the owner's reply).
+  auto owner = std::async(std::launch::async, [&] {
+    return HttpGet(http_, "/v1/generate?prompt=a+long+one&width=64&height=64&frames=481", 60s);
+  });
+  for (int i = 0; i < 500 && engine_->Stats().running == 0; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(300ms);  // a few blocks in
+  auto viewer = HttpGet(http_, "/v1/sessions/1/watch", 60s);
+  auto owned = owner.get();
+  ASSERT_TRUE(owned.ok()) << owned.status();
+  ASSERT_EQ(owned->Header("x-session-id").value_or(""), "1");
+  ASSERT_TRUE(viewer.ok()) << viewer.status();
+  EXPECT_EQ(viewer->status, 200) << viewer->body;
+  EXPECT_EQ(viewer->Header("content-type").value_or(""), "video/mp4");
+  WriteFile(dir_.File("owner.mp4"), owned->body);
+  WriteFile(dir_.File("viewer.mp4"), viewer->body);
+  auto all = FfprobeVideo(dir_.File("owner.mp4"));
+  auto seen = FfprobeVideo(dir_.File("viewer.mp4"));
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(all->frames, 481);
+  EXPECT_GT(seen->frames, 0);
+  EXPECT_LE(seen->frames, all->frames);
+  EXPECT_EQ(seen->codec, "h264");
+  // After the session: nothing to watch.
+  std::tie(status, body) = Refusal("/v1/sessions/1/watch");
+  EXPECT_EQ(status, 404) << body;
+}
+
 // Opens a GET, reads `bytes` of the response, then closes the socket.
 void ReadSomeAndHangUp(const std::string& host_port, const std::string& path, size_t bytes) {
   const size_t colon = host_port.rfind(':');
