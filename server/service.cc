@@ -619,7 +619,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
 };
 
 // ---------------------------------------------------------------------------------------
-// HTTP: GET /v1/generate, the same admission as Generate, the video as the response body.
+// HTTP: GET /v1/generate (the same admission as Generate) and GET /v1/sessions/{id}/watch
+// (as Watch), the video as the response body.
 
 int HttpStatusOf(absl::StatusCode code) {
   switch (code) {
@@ -663,40 +664,25 @@ std::string GrpcStylePeer(const std::string& peer) {
   return (peer.starts_with('[') ? "ipv6:" : "ipv4:") + peer;
 }
 
-// The outbox's writer for an HTTP response: video chunks become the body (the init segment
-// and the fragments, so the body is one fragmented MP4); other events have no place in it. A
-// failure before the first byte is a JSON error with the HTTP status of its gRPC code; after
-// it, the connection is closed (a truncated body).
-class HttpGenerateWriter final : public EventWriter,
-                                 public std::enable_shared_from_this<HttpGenerateWriter> {
+// An HTTP response carrying a session's video: the EventWriter of an outbox (GET
+// /v1/generate) or a broadcast viewer (GET /v1/sessions/{id}/watch). Video chunks become the
+// body (the init segment and the fragments: one fragmented MP4); other events have no place
+// in it. A failure before the first byte is a JSON error with the HTTP status of its gRPC
+// code; after it, the connection is closed (a truncated body). The source holds a plain
+// pointer to this writer, so it keeps itself alive from Attach until it finished or the
+// client went away. Writes are serialised by the source (begun_ needs no lock).
+class HttpVideoWriter : public EventWriter, public std::enable_shared_from_this<HttpVideoWriter> {
  public:
-  HttpGenerateWriter(LongSanaService* service, std::shared_ptr<http::ResponseStream> stream,
-                     CallIdentity who)
-      : service_(service), stream_(std::move(stream)), who_(std::move(who)) {
+  HttpVideoWriter(LongSanaService* service, std::shared_ptr<http::ResponseStream> stream,
+                  CallIdentity who)
+      : who_(std::move(who)), service_(service), stream_(std::move(stream)) {
     service_->StreamOpened();
   }
-  ~HttpGenerateWriter() override { service_->StreamClosed(); }
-
-  void Attach(std::shared_ptr<engine::Engine> engine, std::shared_ptr<SessionOutbox> outbox,
-              engine::SessionId id, PeerSessionLimiter::Lease lease) {
-    std::lock_guard lock(mu_);
-    engine_ = std::move(engine);
-    outbox_ = std::move(outbox);
-    id_ = id;
-    lease_ = std::move(lease);
-    self_ = shared_from_this();  // the outbox holds a plain pointer: alive until finished
-  }
-  void WatchClose() {
-    std::weak_ptr<HttpGenerateWriter> weak = weak_from_this();
-    stream_->SetOnClose([weak] {
-      if (auto self = weak.lock()) self->ClientGone();
-    });
-  }
+  ~HttpVideoWriter() override { service_->StreamClosed(); }
 
   void StartEventWrite(const v1::GenerateEvent* event) override {
-    std::shared_ptr<SessionOutbox> outbox = Outbox();
     if (!event->has_chunk()) {
-      outbox->OnWriteDone(true);  // nothing to send: the next event, at once
+      WriteDone(true);  // nothing to send: the next event, at once
       return;
     }
     if (!begun_) {
@@ -704,14 +690,11 @@ class HttpGenerateWriter final : public EventWriter,
       stream_->Begin(200, "video/mp4",
                      {{"Cache-Control", "no-store"},
                       {"X-Request-Id", who_.request_id},
-                      {"X-Session-Id", std::to_string(id_)},
+                      {"X-Session-Id", std::to_string(id())},
                       {"X-Content-Type-Options", "nosniff"}});
     }
     auto self = shared_from_this();
-    stream_->Write(event->chunk().data(), [self](bool ok) {
-      if (!ok) self->Cancel(absl::CancelledError("the client is gone"));
-      self->Outbox()->OnWriteDone(ok);
-    });
+    stream_->Write(event->chunk().data(), [self](bool ok) { self->WriteDone(ok); });
   }
 
   void FinishStream(const absl::Status& status) override {
@@ -723,8 +706,70 @@ class HttpGenerateWriter final : public EventWriter,
       stream_->Abort();
     }
     finished_ = true;
-    Outbox()->Detach();  // the outbox writes no more; the response finishes on its own
+    DetachSource();  // the source writes no more; the response finishes on its own
     Release();
+  }
+
+ protected:
+  // Called by the subclass once its source exists, before the source writes.
+  void Attach() {
+    {
+      std::lock_guard lock(mu_);
+      self_ = shared_from_this();
+    }
+    std::weak_ptr<HttpVideoWriter> weak = weak_from_this();
+    stream_->SetOnClose([weak] {
+      if (auto self = weak.lock()) self->ClientGone();
+    });
+  }
+  // A write finished (not ok: the client is gone): hand it to the source.
+  virtual void WriteDone(bool ok) = 0;
+  // The client went away before the end: stop the source, then Detach it.
+  virtual void StopSource() = 0;
+  virtual void DetachSource() = 0;
+  virtual engine::SessionId id() const = 0;
+
+  std::mutex mu_;  // guards the subclass's source pointers and self_
+  const CallIdentity who_;
+
+ private:
+  void ClientGone() {
+    if (finished_) return;
+    StopSource();
+    DetachSource();
+    Release();
+  }
+  void Release() {
+    std::shared_ptr<HttpVideoWriter> keep;  // destroyed after the lock is released
+    std::lock_guard lock(mu_);
+    keep = std::move(self_);
+    OnRelease();
+  }
+  virtual void OnRelease() {}  // under mu_
+
+  LongSanaService* const service_;
+  const std::shared_ptr<http::ResponseStream> stream_;
+  std::shared_ptr<HttpVideoWriter> self_;
+  bool begun_ = false;
+  std::atomic<bool> finished_{false};
+};
+
+// GET /v1/generate: the writer of the session's outbox; a client that goes away (or a write
+// that fails) cancels the session.
+class HttpGenerateWriter final : public HttpVideoWriter {
+ public:
+  using HttpVideoWriter::HttpVideoWriter;
+
+  void Attach(std::shared_ptr<engine::Engine> engine, std::shared_ptr<SessionOutbox> outbox,
+              engine::SessionId id, PeerSessionLimiter::Lease lease) {
+    {
+      std::lock_guard lock(mu_);
+      engine_ = std::move(engine);
+      outbox_ = std::move(outbox);
+      id_ = id;
+      lease_ = std::move(lease);
+    }
+    HttpVideoWriter::Attach();
   }
 
  private:
@@ -732,6 +777,18 @@ class HttpGenerateWriter final : public EventWriter,
     std::lock_guard lock(mu_);
     return outbox_;
   }
+  engine::SessionId id() const override { return id_; }
+  void WriteDone(bool ok) override {
+    if (!ok) Cancel(absl::CancelledError("the client is gone"));
+    Outbox()->OnWriteDone(ok);
+  }
+  void StopSource() override {
+    const absl::Status reason = absl::CancelledError("the client is gone");
+    Cancel(reason);
+    Outbox()->Abort(reason);
+  }
+  void DetachSource() override { Outbox()->Detach(); }
+  void OnRelease() override { lease_ = {}; }  // the peer's slot goes back with the stream
   void Cancel(const absl::Status& reason) {
     std::shared_ptr<engine::Engine> engine;
     {
@@ -742,95 +799,30 @@ class HttpGenerateWriter final : public EventWriter,
     spdlog::info("{} cancelling: {}", who_.LogTag(id_), reason.ToString());
     engine->Cancel(id_, reason);
   }
-  void ClientGone() {
-    if (finished_) return;
-    const absl::Status reason = absl::CancelledError("the client is gone");
-    Cancel(reason);
-    if (auto outbox = Outbox()) {
-      outbox->Abort(reason);
-      outbox->Detach();
-    }
-    Release();
-  }
-  // Drops the self-reference (and the peer lease); the object lives on while a write
-  // callback or the caller still holds it.
-  void Release() {
-    std::shared_ptr<HttpGenerateWriter> keep;
-    std::lock_guard lock(mu_);
-    lease_ = {};
-    keep = std::move(self_);
-  }
 
-  LongSanaService* const service_;
-  const std::shared_ptr<http::ResponseStream> stream_;
-  const CallIdentity who_;
-  std::mutex mu_;
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<SessionOutbox> outbox_;
-  engine::SessionId id_ = 0;
+  engine::SessionId id_ = 0;  // set in Attach, before the outbox writes
   PeerSessionLimiter::Lease lease_;
-  std::shared_ptr<HttpGenerateWriter> self_;
-  bool begun_ = false;  // outbox writes are serialised: no lock needed
-  std::atomic<bool> finished_{false};
   std::atomic<bool> cancel_sent_{false};
 };
 
-// The viewer's writer for GET /v1/sessions/{id}/watch: the same body as the owner's (the
-// init segment, then fragments from the latest keyframe on), Watching and other events
-// skipped; the response ends with the session.
-class HttpWatchWriter final : public EventWriter,
-                              public std::enable_shared_from_this<HttpWatchWriter> {
+// GET /v1/sessions/{id}/watch: the writer of a broadcast viewer (the session's init segment,
+// then fragments from its latest keyframe on); the response ends with the session.
+class HttpWatchWriter final : public HttpVideoWriter {
  public:
   HttpWatchWriter(LongSanaService* service, std::shared_ptr<http::ResponseStream> stream,
                   CallIdentity who, engine::SessionId id)
-      : service_(service), stream_(std::move(stream)), who_(std::move(who)), id_(id) {
-    service_->StreamOpened();
-  }
-  ~HttpWatchWriter() override { service_->StreamClosed(); }
+      : HttpVideoWriter(service, std::move(stream), std::move(who)), id_(id) {}
 
   void Attach(std::shared_ptr<BroadcastViewer> viewer) {
     {
       std::lock_guard lock(mu_);
       viewer_ = viewer;
-      self_ = shared_from_this();
     }
-    std::weak_ptr<HttpWatchWriter> weak = weak_from_this();
-    stream_->SetOnClose([weak] {
-      if (auto self = weak.lock()) self->ClientGone();
-    });
+    HttpVideoWriter::Attach();
     spdlog::info("{} watch opened: HTTP watch", who_.LogTag(id_));
     viewer->Start();
-  }
-
-  void StartEventWrite(const v1::GenerateEvent* event) override {
-    if (!event->has_chunk()) {
-      Viewer()->OnWriteDone(true);
-      return;
-    }
-    if (!begun_) {
-      begun_ = true;
-      stream_->Begin(200, "video/mp4",
-                     {{"Cache-Control", "no-store"},
-                      {"X-Request-Id", who_.request_id},
-                      {"X-Session-Id", std::to_string(id_)},
-                      {"X-Content-Type-Options", "nosniff"}});
-    }
-    auto self = shared_from_this();
-    stream_->Write(event->chunk().data(), [self](bool ok) { self->Viewer()->OnWriteDone(ok); });
-  }
-
-  void FinishStream(const absl::Status& status) override {
-    spdlog::info("{} watch closed: {}", who_.LogTag(id_), status.ok() ? "OK" : status.ToString());
-    if (!begun_) {
-      stream_->Fail(HttpError(status));
-    } else if (status.ok()) {
-      stream_->End();
-    } else {
-      stream_->Abort();
-    }
-    finished_ = true;
-    Viewer()->Detach();
-    Release();
   }
 
  private:
@@ -838,30 +830,29 @@ class HttpWatchWriter final : public EventWriter,
     std::lock_guard lock(mu_);
     return viewer_;
   }
-  void ClientGone() {
-    if (finished_) return;
-    if (auto viewer = Viewer()) {
-      viewer->Abort(absl::CancelledError("the viewer is gone"));
-      viewer->Detach();
-    }
-    Release();
-  }
-  void Release() {
-    std::shared_ptr<HttpWatchWriter> keep;
-    std::lock_guard lock(mu_);
-    keep = std::move(self_);
+  engine::SessionId id() const override { return id_; }
+  void WriteDone(bool ok) override { Viewer()->OnWriteDone(ok); }
+  void StopSource() override { Viewer()->Abort(absl::CancelledError("the viewer is gone")); }
+  void DetachSource() override {
+    spdlog::info("{} watch closed", who_.LogTag(id_));
+    Viewer()->Detach();
   }
 
-  LongSanaService* const service_;
-  const std::shared_ptr<http::ResponseStream> stream_;
-  const CallIdentity who_;
   const engine::SessionId id_;
-  std::mutex mu_;
   std::shared_ptr<BroadcastViewer> viewer_;
-  std::shared_ptr<HttpWatchWriter> self_;
-  bool begun_ = false;  // viewer writes are serialised
-  std::atomic<bool> finished_{false};
 };
+
+// Logs and counts an HTTP refusal and answers it (JSON error, the request id echoed).
+void RejectHttp(LongSanaService& service, std::string_view route, const CallIdentity& who,
+                std::string_view peer, const absl::Status& status, RejectReason reason,
+                http::ResponseStream& stream) {
+  spdlog::info("{} HTTP {} from {} rejected ({}): {}", who.LogTag(), route, peer,
+               RejectReasonName(reason), status.ToString());
+  if (service.metrics() != nullptr) service.metrics()->Rejected(reason, who.tenant->name);
+  http::Response response = HttpError(status);
+  response.headers.emplace_back("X-Request-Id", who.request_id);
+  stream.Fail(std::move(response));
+}
 
 }  // namespace
 
@@ -881,12 +872,7 @@ void LongSanaService::HttpGenerate(http::Request request,
   who.request_id = RequestIdOrNew(request.Header("x-request-id"));
   const std::string peer = GrpcStylePeer(request.peer);
   auto reject = [&](const absl::Status& status, RejectReason reason) {
-    spdlog::info("{} HTTP /v1/generate from {} rejected ({}): {}", who.LogTag(), peer,
-                 RejectReasonName(reason), status.ToString());
-    if (metrics() != nullptr) metrics()->Rejected(reason, who.tenant->name);
-    http::Response response = HttpError(status);
-    response.headers.emplace_back("X-Request-Id", who.request_id);
-    stream->Fail(std::move(response));
+    RejectHttp(*this, "/v1/generate", who, peer, status, reason, *stream);
   };
   auto tenant = Authenticate(request.Header("authorization"));
   if (!tenant.ok()) return reject(tenant.status(), RejectReason::kUnauthenticated);
@@ -899,23 +885,18 @@ void LongSanaService::HttpGenerate(http::Request request,
                                "HTTP /v1/generate", "", writer.get(), &reason);
   if (!admitted.ok()) return reject(admitted.status(), reason);
   std::shared_ptr<SessionOutbox> outbox = admitted->outbox;
-  const engine::SessionInfo info = admitted->info;
-  writer->Attach(std::move(admitted->engine), outbox, info.id, std::move(admitted->peer_lease));
-  writer->WatchClose();
-  outbox->Open(info);
+  writer->Attach(std::move(admitted->engine), outbox, admitted->info.id,
+                 std::move(admitted->peer_lease));
+  outbox->Open(admitted->info);
 }
 
 void LongSanaService::HttpWatch(http::Request request,
                                 std::shared_ptr<http::ResponseStream> stream) {
   CallIdentity who;
   who.request_id = RequestIdOrNew(request.Header("x-request-id"));
+  const std::string peer = GrpcStylePeer(request.peer);
   auto reject = [&](const absl::Status& status, RejectReason reason) {
-    spdlog::info("{} HTTP watch from {} rejected ({}): {}", who.LogTag(), request.peer,
-                 RejectReasonName(reason), status.ToString());
-    if (metrics() != nullptr) metrics()->Rejected(reason, who.tenant->name);
-    http::Response response = HttpError(status);
-    response.headers.emplace_back("X-Request-Id", who.request_id);
-    stream->Fail(std::move(response));
+    RejectHttp(*this, "/v1/sessions/{id}/watch", who, peer, status, reason, *stream);
   };
   auto tenant = Authenticate(request.Header("authorization"));
   if (!tenant.ok()) return reject(tenant.status(), RejectReason::kUnauthenticated);

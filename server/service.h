@@ -77,7 +77,7 @@ class LongSanaService final : public v1::LongSana::CallbackService {
       grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<v1::GenerateEvent>* Watch(grpc::CallbackServerContext* context,
                                                      const v1::WatchRequest* request) override;
-  // GET /v1/generate on the HTTP port: the query as a GenerateRequest (proto_mapping.h's
+  // GET /v1/generate on the HTTP port: the query as a GenerateRequest (http_query.h's
   // GenerateRequestFromQuery), admitted like Generate (tokens, quotas, limits, metrics); the
   // body is the fragmented MP4 as it is made; a refusal before the first byte is a JSON error
   // with the gRPC code's HTTP status; a client that goes away cancels the session.

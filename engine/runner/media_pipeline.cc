@@ -46,8 +46,9 @@ void MaybeCompleteLocked(SessionRegistry::Lock& lock, Session& s) {
 void MediaPipeline::NoteDeliveredLocked(Session& s, VideoChunk& chunk, const BlockTiming& timing,
                                         double dit_share_seconds, Clock::time_point now,
                                         bool last_in_block) {
-  const double fps = s.info.fps > 0 ? s.info.fps : 16;
-  s.clock.Delivered(now, static_cast<double>(chunk.first_frame + chunk.num_frames) / fps);
+  const int fps = s.info.fps > 0 ? s.info.fps : 16;
+  const double end_seconds = static_cast<double>(chunk.first_frame + chunk.num_frames) / fps;
+  s.clock.Delivered(now, end_seconds);
   if (auto it = s.block_prompts.find(chunk.block_index); it != s.block_prompts.end()) {
     chunk.prompt_command_id = it->second.command_id;
     chunk.prompt_weight = it->second.weight;
@@ -62,8 +63,7 @@ void MediaPipeline::NoteDeliveredLocked(Session& s, VideoChunk& chunk, const Blo
   if (!last_in_block) return;
   // Time budget: what this block cost against the real time it lasts (the DiT share plus
   // decode and encode), smoothed.
-  const double duration = static_cast<double>(chunk.first_frame + chunk.num_frames) / fps -
-                          s.BlockStartSeconds(chunk.block_index, static_cast<int>(fps));
+  const double duration = end_seconds - s.BlockStartSeconds(chunk.block_index, fps);
   if (!(duration > 0)) return;
   // On CPU the DiT's intra-op threads and the media workers share the same cores, so the
   // costs add up; on CUDA decodes run on their own streams and encodes on the host, in
