@@ -90,6 +90,16 @@ grep -E '^longsana_(sessions_ended_total[{]|time_to_first_chunk_seconds_(sum|cou
 exec 3<&-
 
 echo
+echo "== the playground: GET http://$http_addr/"
+exec 3<>"/dev/tcp/${http_addr%:*}/${http_addr##*:}"
+printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$http_addr" >&3
+grep -q '<title>longsana-serve playground</title>' <&3 || fail "GET / did not answer the playground"
+exec 3<&-
+echo "playground: http://$http_addr/ (while the server runs; to try it, keep one running:"
+echo "  build/bin/longsana-server --model-dir tests/testdata/tiny-longsana --caption-len 24 \\"
+echo "      --http-listen 127.0.0.1:8080   # then open http://127.0.0.1:8080/)"
+
+echo
 echo "== SIGTERM: drain and stop the server"
 kill -TERM "$server_pid"
 code=0

@@ -33,6 +33,10 @@ case "$profile" in
   *) echo "usage: $0 [build|test]" >&2; exit 2 ;;
 esac
 
+if [ "$profile" = test ] && ! command -v npm >/dev/null 2>&1; then
+  pkgs+=(nodejs npm)
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -40,7 +44,24 @@ for p in "${pkgs[@]}"; do
   fi
 done
 
+# npm packages (test profile): the browser/WebSocket tests and the Node client example, each
+# pinned by its package-lock.json. `npm ci` runs only when node_modules is missing or older
+# than the lock; Node.js and npm come with the machine (nodejs is added below if absent).
+npm_dirs=(tests/js client/examples/node)
+install_npm() {
+  local root dir
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for dir in "${npm_dirs[@]}"; do
+    if [ ! -f "$root/$dir/node_modules/.package-lock.json" ] ||
+       [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
+      echo "deps: npm ci in $dir"
+      (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  [ "$profile" = test ] && install_npm
   exit 0
 fi
 
@@ -57,3 +78,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[ "$profile" = test ] && install_npm
+exit 0

@@ -38,20 +38,10 @@ absl::StatusOr<T> ParseNumber(std::string_view name, std::string_view text) {
 absl::StatusOr<v1::GenerateRequest> GenerateRequestFromQuery(std::string_view query) {
   v1::GenerateRequest r;
   std::set<std::string> seen;
-  size_t start = 0;
-  while (start <= query.size() && !query.empty()) {
-    size_t amp = query.find('&', start);
-    if (amp == std::string_view::npos) amp = query.size();
-    const std::string_view pair = query.substr(start, amp - start);
-    start = amp + 1;
-    if (pair.empty()) {
-      if (amp >= query.size()) break;
-      continue;
-    }
-    const size_t eq = pair.find('=');
-    const std::string name = server::http::PercentDecode(pair.substr(0, eq), true);
-    const std::string value =
-        eq == std::string_view::npos ? "" : server::http::PercentDecode(pair.substr(eq + 1), true);
+  for (const auto& pair : server::http::QueryPairs(query)) {
+    const std::string& name = pair.first;
+    const std::string& value = pair.second;
+    if (name == "access_token") continue;  // the route's credential, not part of the request
     const std::string key = name == "frames" ? "num_frames" : name;
     if (!seen.insert(key).second) return Bad(name, "given twice");
     auto number = [&]<typename T>(T* out) -> absl::Status {
@@ -117,7 +107,6 @@ absl::StatusOr<v1::GenerateRequest> GenerateRequestFromQuery(std::string_view qu
                  "bitrate_bps, preset, pacing, lookahead_seconds, fragments)");
     }
     if (!s.ok()) return s;
-    if (amp >= query.size()) break;
   }
   const int lengths =
       seen.count("num_frames") + seen.count("duration_seconds") + seen.count("live");

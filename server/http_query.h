@@ -14,8 +14,8 @@ namespace longsana::server {
 // field names; values percent-decoded, '+' a space): prompt, width, height, num_frames (or
 // frames), duration_seconds, live (true/false/1/0), seed, num_cached_blocks, motion_score,
 // priority, crf, bitrate_bps, preset, pacing (realtime | fast), lookahead_seconds, fragments
-// (block | latent_frame). InvalidArgument naming the parameter for an unknown one, a repeated
-// one, or a value that is not of its type.
+// (block | latent_frame); access_token (the route's credential) is skipped. InvalidArgument naming
+// the parameter for an unknown one, a repeated one, or a value that is not of its type.
 absl::StatusOr<v1::GenerateRequest> GenerateRequestFromQuery(std::string_view query);
 
 }  // namespace longsana::server

@@ -18,6 +18,7 @@
 #include "server/auth/tenants.h"
 #include "server/http/http_router.h"
 #include "server/http/http_server.h"
+#include "server/playground/playground_page.h"
 #include "server/service.h"
 #include "server/tls_files.h"
 
@@ -113,6 +114,27 @@ struct Server::Impl {
                          [this](http::Request request, std::shared_ptr<http::ResponseStream> out) {
                            service->HttpWatch(std::move(request), std::move(out));
                          });
+    router->Handle("GET", "/", [](const http::Request&) {
+      http::Response r;
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string(PlaygroundPage());
+      r.headers = {{"Cache-Control", "no-cache"},
+                   {"X-Content-Type-Options", "nosniff"},
+                   {"Content-Security-Policy",
+                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                    "media-src 'self' blob:; connect-src 'self' ws: wss:"}};
+      return r;
+    });
+    router->Handle("GET", "/favicon.ico", [](const http::Request&) {
+      http::Response r;  // no icon: an empty answer rather than a 404 in the browser's console
+      r.status = 204;
+      r.content_type.clear();
+      return r;
+    });
+    router->HandleWebSocket("/v1/session",
+                            [this](http::Request request, std::shared_ptr<http::WebSocket> ws) {
+                              service->WebSocketSession(std::move(request), std::move(ws));
+                            });
     router->Handle("GET", "/healthz", [this](const http::Request&) {
       if (service->phase() == ServingPhase::kUnhealthy) {
         return http::Response::Json(503, R"({"status":"unhealthy","detail":"device error"})");
@@ -231,6 +253,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!options.http_listen.empty()) {
     http::HttpServerOptions http_options;
     http_options.listen = options.http_listen;
+    http_options.cors_allowed_origins = options.cors_allowed_origins;
     auto http = http::HttpServer::Start(http_options, impl->MakeRouter());
     if (!http.ok()) {
       impl->grpc_server->Shutdown(std::chrono::system_clock::now());

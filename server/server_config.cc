@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "server/http/http_server.h"
+
 namespace longsana::server {
 namespace {
 
@@ -57,6 +59,11 @@ absl::Status ServerOptions::Validate() const {
   if (!http_listen.empty()) {
     auto http = ParseHostPort("http_listen", http_listen);
     if (!http.ok()) return http.status();
+  }
+  {
+    http::HttpServerOptions http_options;
+    http_options.cors_allowed_origins = cors_allowed_origins;
+    if (auto s = http_options.Validate(); !s.ok()) return s;
   }
   if (tls_cert_file.empty() != tls_key_file.empty()) {
     return Bad(tls_cert_file.empty() ? "tls_cert" : "tls_key",

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,9 @@ struct ServerOptions {
 
   // The HTTP port (metrics, probes, later the browser API); empty: no HTTP listener.
   std::string http_listen = "0.0.0.0:8080";
+  // Origins whose pages may use the browser API cross-origin ("*": any); see
+  // http::HttpServerOptions::cors_allowed_origins. Empty: same-origin pages only.
+  std::vector<std::string> cors_allowed_origins;
 
   // TLS for the gRPC port: PEM files. Cert and key together turn TLS on; a client CA as well
   // turns on mTLS (clients must present a certificate it signed). All empty: plaintext.

@@ -129,6 +129,9 @@ ABSL_FLAG(std::string, config, "",
           "key or a bad value fails the start.");
 ABSL_FLAG(std::string, http_listen, DefaultServer().http_listen,
           "host:port of the HTTP port (/metrics, /healthz, /readyz); empty: no HTTP port.");
+ABSL_FLAG(std::vector<std::string>, cors_allowed_origins, {},
+          "Origins (scheme://host[:port], comma-separated, or *) whose pages may call the "
+          "browser API and open its WebSocket cross-origin; empty: same-origin pages only.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain of the gRPC port; with --tls_key turns TLS on (default: "
           "plaintext).");
@@ -393,6 +396,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   if (!format.ok()) return format.status();
   c.server.log_format = *format;
   c.server.http_listen = absl::GetFlag(FLAGS_http_listen);
+  c.server.cors_allowed_origins = absl::GetFlag(FLAGS_cors_allowed_origins);
   c.server.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   c.server.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   c.server.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);

@@ -86,6 +86,11 @@ class LongSanaService final : public v1::LongSana::CallbackService {
   // rule, viewer cap and skipping); the body is an MP4 from the latest keyframe on.
   void HttpWatch(http::Request request, std::shared_ptr<http::ResponseStream> stream);
 
+  // WebSocket /v1/session: the Session RPC (the same admission, limits, command rate and
+  // metrics) with commands and events as JSON text messages and chunks as binary ones; a
+  // closed socket cancels the session (http_service.cc documents the framing).
+  void WebSocketSession(http::Request request, std::shared_ptr<http::WebSocket> socket);
+
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

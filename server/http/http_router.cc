@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <set>
 
 namespace longsana::server::http {
@@ -101,6 +102,22 @@ std::optional<std::string> Request::Header(std::string_view lower_name) const {
   return std::nullopt;
 }
 
+std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    pairs.emplace_back(
+        DecodeQueryComponent(pair.substr(0, eq)),
+        eq == std::string_view::npos ? std::string() : DecodeQueryComponent(pair.substr(eq + 1)));
+  }
+  return pairs;
+}
+
 std::optional<std::string> Request::QueryParam(std::string_view name) const {
   std::string_view rest = query;
   while (!rest.empty()) {
@@ -186,7 +203,8 @@ struct Router::Node {
   std::string param_name;
   std::map<std::string, Handler, std::less<>> handlers;  // by method
   std::map<std::string, StreamHandler, std::less<>> streams;
-  bool empty() const { return handlers.empty() && streams.empty(); }
+  std::optional<WebSocketHandler> websocket;  // GET with Upgrade: websocket
+  bool empty() const { return handlers.empty() && streams.empty() && !websocket; }
 };
 
 Router::Router() : root_(std::make_unique<Node>()) {}
@@ -240,16 +258,18 @@ Router::Node* Router::NodeFor(const std::string& method, const std::string& patt
   return node;
 }
 
-const StreamHandler* Router::FindStream(Request& request) const {
+// The first route, exact segments before parameters, whose node has what `pick` finds.
+template <typename T, typename Pick>
+const T* Router::Find(Request& request, Pick pick) const {
   if (!request.path.starts_with('/')) return nullptr;
   const std::vector<std::string_view> segments = SplitPath(request.path);
   std::map<std::string, std::string> params;
-  const StreamHandler* found = nullptr;
+  const T* found = nullptr;
   const std::function<void(const Node&, size_t)> walk = [&](const Node& node, size_t i) {
     if (found != nullptr) return;
     if (i == segments.size()) {
-      if (auto it = node.streams.find(request.method); it != node.streams.end()) {
-        found = &it->second;
+      if (const T* handler = pick(node); handler != nullptr) {
+        found = handler;
         request.path_params = params;
       }
       return;
@@ -263,6 +283,27 @@ const StreamHandler* Router::FindStream(Request& request) const {
   };
   walk(*root_, 0);
   return found;
+}
+
+const StreamHandler* Router::FindStream(Request& request) const {
+  return Find<StreamHandler>(request, [&](const Node& node) -> const StreamHandler* {
+    auto it = node.streams.find(request.method);
+    return it == node.streams.end() ? nullptr : &it->second;
+  });
+}
+
+void Router::HandleWebSocket(std::string pattern, WebSocketHandler handler) {
+  if (!handler) BadRoute("GET", pattern, "no handler");
+  Node* node = NodeFor("GET", pattern);
+  if (node->websocket) BadRoute("GET", pattern, "registered twice");
+  node->websocket = std::move(handler);
+}
+
+const WebSocketHandler* Router::FindWebSocket(Request& request) const {
+  if (request.method != "GET") return nullptr;
+  return Find<WebSocketHandler>(request, [](const Node& node) -> const WebSocketHandler* {
+    return node.websocket ? &*node.websocket : nullptr;
+  });
 }
 
 Response Router::Dispatch(Request& request) const {
@@ -304,6 +345,17 @@ Response Router::Dispatch(Request& request) const {
   };
   auto [handler, match] = find(request.method);
   if (handler == nullptr && request.method == "HEAD") std::tie(handler, match) = find("GET");
+  if (handler == nullptr && request.method == "GET") {
+    for (const Match& m : matches) {
+      if (!m.node->websocket) continue;
+      Response response = Response::Error(
+          426, "FAILED_PRECONDITION",
+          fmt::format("{} is a WebSocket endpoint: send an Upgrade: websocket request",
+                      request.path));
+      response.headers.emplace_back("Upgrade", "websocket");
+      return response;
+    }
+  }
   if (handler == nullptr) {
     std::set<std::string> allowed;
     for (const Match& m : matches) {
@@ -312,6 +364,7 @@ Response Router::Dispatch(Request& request) const {
         if (method == "GET") allowed.insert("HEAD");
       }
       for (const auto& [method, unused] : m.node->streams) allowed.insert(method);
+      if (m.node->websocket) allowed.insert("GET");
     }
     Response response = Response::Error(
         405, "UNIMPLEMENTED", fmt::format("{} is not allowed on {}", request.method, request.path));

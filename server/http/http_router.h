@@ -3,6 +3,8 @@
 // the browser API (serving.md §6).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -90,6 +92,38 @@ class ResponseStream {
 // work, then feed the stream from wherever the data comes).
 using StreamHandler = std::function<void(Request, std::shared_ptr<ResponseStream>)>;
 
+// A WebSocket connection (RFC 6455) after the upgrade, implemented by the connection. Every
+// method is thread-safe and returns at once; callbacks run on the connection's io thread, one
+// at a time, and must be quick (see Handler). Order: Start once, then Read / Send / Close.
+//
+// Reading is pulled: the connection keeps reading frames (so pings and the peer's close are
+// answered at once) into a small queue, and hands the handler one message per Read. When the
+// queue is full the connection stops reading, so a handler that stops calling Read slows the
+// peer down through TCP. A message above the server's max_body_bytes ends the connection (a
+// 1009 close frame, which a reset may overtake while the message is still arriving).
+class WebSocket {
+ public:
+  struct Handlers {
+    // One message per Read: its payload and whether it came as a binary message.
+    std::function<void(std::string message, bool binary)> on_message;
+    // Once, when the peer closed or the connection failed before Close; never after Close.
+    std::function<void()> on_close;
+  };
+  virtual ~WebSocket() = default;
+  virtual void Start(Handlers handlers) = 0;
+  // Delivers the next message to on_message, no earlier than `delay` from now.
+  virtual void Read(std::chrono::nanoseconds delay = std::chrono::nanoseconds::zero()) = 0;
+  // Queues one message (text or binary); `done(ok)` runs once it is written (ok) or the
+  // connection is gone (not ok). Each write has the server's write_timeout.
+  virtual void Send(std::string message, bool binary, std::function<void(bool ok)> done) = 0;
+  // Once the queued messages are written: the close handshake with `code` and `reason` (at
+  // most 123 bytes, cut otherwise), then the connection closes.
+  virtual void Close(uint16_t code, std::string reason) = 0;
+};
+
+// Called on an io thread once the upgrade is accepted (101 sent).
+using WebSocketHandler = std::function<void(Request, std::shared_ptr<WebSocket>)>;
+
 // Method + path pattern -> handler. Built once before the server starts (Handle is not
 // thread-safe), then immutable and shared by all connections: Dispatch is const and safe to
 // call from any number of threads at once.
@@ -102,9 +136,8 @@ using StreamHandler = std::function<void(Request, std::shared_ptr<ResponseStream
 // "/metrics".
 //
 // A route carries either a Handler (Dispatch answers it) or a StreamHandler (the connection
-// looks it up with FindStream first and hands it a ResponseStream). A WebSocket route would
-// be a third kind: the connection would hand its socket and the parsed upgrade request to
-// Beast's websocket stream.
+// looks it up with FindStream first and hands it a ResponseStream), or a WebSocketHandler (a
+// GET with `Upgrade: websocket`, found with FindWebSocket; a plain GET there is a 426).
 class Router {
  public:
   Router();
@@ -123,6 +156,9 @@ class Router {
   // The streaming handler for request's method and path (path_params filled), or nullptr:
   // then Dispatch answers it.
   const StreamHandler* FindStream(Request& request) const;
+  // A WebSocket route (same pattern rules; reached by a GET upgrade request).
+  void HandleWebSocket(std::string pattern, WebSocketHandler handler);
+  const WebSocketHandler* FindWebSocket(Request& request) const;
 
   // Fills request.path_params and runs the matching handler. Unknown path: 404 Error; known
   // path, other method: 405 Error with an Allow header; a handler that throws: 500 Error
@@ -132,9 +168,15 @@ class Router {
 
  private:
   struct Node;
+  template <typename T, typename Pick>
+  const T* Find(Request& request, Pick pick) const;
   Node* NodeFor(const std::string& method, const std::string& pattern);
   std::unique_ptr<Node> root_;
 };
+
+// A query's name=value pairs in order, both percent-decoded with '+' as a space ("a" alone:
+// value ""); empty pairs ("a=1&&b=2") are skipped.
+std::vector<std::pair<std::string, std::string>> QueryPairs(std::string_view query);
 
 // %XX escapes decoded (and '+' as a space when `plus_is_space`, the query convention);
 // an invalid escape stays as written.

@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <cctype>
 #include <charconv>
 #include <deque>
@@ -33,6 +34,7 @@ namespace {
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
@@ -122,6 +124,309 @@ struct Shared {
   std::shared_ptr<const Router> router;
   std::atomic<int> connections{0};
 };
+
+// "http://Host:8080" and a Host header "host:8080": the same origin (scheme aside: behind a
+// TLS-terminating proxy the page's scheme is not ours to know).
+bool IsSameOrigin(std::string_view origin, std::string_view host) {
+  const size_t scheme = origin.find("://");
+  if (scheme == std::string_view::npos || host.empty()) return false;
+  return Lower(origin.substr(scheme + 3)) == Lower(host);
+}
+
+// The CORS verdict for a request's Origin header.
+enum class OriginVerdict { kNone, kSameOrigin, kAllowed, kRefused };
+
+OriginVerdict CheckOrigin(const HttpServerOptions& options, const Request& request) {
+  const std::optional<std::string> origin = request.Header("origin");
+  if (!origin.has_value()) return OriginVerdict::kNone;
+  for (const std::string& allowed : options.cors_allowed_origins) {
+    if (allowed == "*" || allowed == *origin) return OriginVerdict::kAllowed;
+  }
+  if (IsSameOrigin(*origin, request.Header("host").value_or(""))) return OriginVerdict::kSameOrigin;
+  return OriginVerdict::kRefused;
+}
+
+// The headers that let an allowed cross-origin page read a response.
+std::vector<std::pair<std::string, std::string>> CorsHeaders(const HttpServerOptions& options,
+                                                             const Request& request) {
+  if (CheckOrigin(options, request) != OriginVerdict::kAllowed) return {};
+  return {{"Access-Control-Allow-Origin", *request.Header("origin")},
+          {"Vary", "Origin"},
+          {"Access-Control-Expose-Headers", "X-Request-Id, X-Session-Id, Retry-After"}};
+}
+
+// OPTIONS with Access-Control-Request-Method: what a cross-origin page may send.
+Response Preflight(const HttpServerOptions& options, const Request& request) {
+  Response response;
+  response.status = 204;
+  response.content_type.clear();
+  response.headers = CorsHeaders(options, request);
+  if (!response.headers.empty()) {
+    response.headers.emplace_back("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+    response.headers.emplace_back("Access-Control-Allow-Headers",
+                                  "authorization, x-request-id, content-type");
+    response.headers.emplace_back("Access-Control-Max-Age", "600");
+  }
+  return response;
+}
+
+// A handler-side handle on a connection: runs calls on the connection's strand while the
+// connection lives; Post returns false (and runs nothing) once it is gone.
+template <typename C>
+class StrandHandle {
+ public:
+  StrandHandle(const std::shared_ptr<C>& connection, net::any_io_executor executor)
+      : connection_(connection), executor_(std::move(executor)) {}
+  template <typename F>
+  bool Post(F&& f) {
+    std::shared_ptr<C> c = connection_.lock();
+    if (c == nullptr) return false;
+    net::post(executor_, [c, f = std::forward<F>(f)]() mutable { f(*c); });
+    return true;
+  }
+
+ private:
+  std::weak_ptr<C> connection_;
+  net::any_io_executor executor_;
+};
+
+// One upgraded connection: Beast's websocket stream, one write and one read in flight, every
+// member touched only on its strand. Lives as long as an asynchronous operation holds it (the
+// reader always does until the connection ends).
+class WsConnection : public std::enable_shared_from_this<WsConnection> {
+ public:
+  WsConnection(beast::tcp_stream stream, Shared& shared, std::string peer)
+      : ws_(std::move(stream)),
+        shared_(shared),
+        peer_(std::move(peer)),
+        read_timer_(ws_.get_executor()) {
+    shared_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~WsConnection() { shared_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void Accept(bhttp::request<bhttp::string_body> upgrade, const WebSocketHandler& handler,
+              Request request);
+
+ private:
+  class Socket;
+  friend class Socket;
+  struct Out {
+    std::string bytes;
+    bool binary = false;
+    std::function<void(bool)> done;
+  };
+
+  void OnAccepted(const WebSocketHandler& handler, Request request);
+  void ReadFrame() {
+    if (gone_ || reading_ || inbox_.size() >= static_cast<size_t>(options().websocket_read_ahead)) {
+      return;
+    }
+    reading_ = true;
+    ws_.async_read(read_buffer_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      if (ec) {
+        if (ec != websocket::error::closed && ec != net::error::operation_aborted) {
+          spdlog::debug("http {}: websocket read ended: {}", self->peer_, ec.message());
+        }
+        return self->Gone();
+      }
+      self->inbox_.push_back(
+          {beast::buffers_to_string(self->read_buffer_.data()), self->ws_.got_binary(), nullptr});
+      self->read_buffer_.consume(self->read_buffer_.size());
+      self->Deliver();
+      self->ReadFrame();
+    });
+  }
+  // Hands the oldest queued message to the handler if it asked for one.
+  void Deliver() {
+    while (!gone_ && wanted_ > 0 && !inbox_.empty() && !delaying_) {
+      --wanted_;
+      Out message = std::move(inbox_.front());
+      inbox_.pop_front();
+      if (handlers_.on_message) handlers_.on_message(std::move(message.bytes), message.binary);
+    }
+    ReadFrame();  // room again in the queue
+  }
+  void Want(std::chrono::nanoseconds delay) {
+    if (gone_) return;
+    ++wanted_;
+    if (delay <= delay.zero()) return Deliver();
+    delaying_ = true;
+    read_timer_.expires_after(delay);
+    read_timer_.async_wait([self = shared_from_this()](beast::error_code) {
+      self->delaying_ = false;
+      self->Deliver();
+    });
+  }
+  void Queue(Out out) {
+    if (gone_ || closing_) {
+      if (out.done) out.done(false);
+      return;
+    }
+    outbox_.push_back(std::move(out));
+    Pump();
+  }
+  void Pump() {
+    if (writing_ || gone_) return;
+    if (outbox_.empty()) {
+      if (closing_ && !close_sent_) SendClose();
+      return;
+    }
+    writing_ = true;
+    ws_.binary(outbox_.front().binary);
+    beast::get_lowest_layer(ws_).expires_after(options().write_timeout);
+    ws_.async_write(net::buffer(outbox_.front().bytes), [self = shared_from_this()](
+                                                            beast::error_code ec, size_t) {
+      self->writing_ = false;
+      beast::get_lowest_layer(self->ws_).expires_never();
+      if (ec) {
+        spdlog::debug("http {}: websocket write failed: {}", self->peer_, ec.message());
+        return self->Gone();
+      }
+      Out done = std::move(self->outbox_.front());
+      self->outbox_.pop_front();
+      if (done.done) done.done(true);
+      self->Pump();
+    });
+  }
+  void StartClose(uint16_t code, std::string reason) {
+    if (closing_ || gone_) return;
+    closing_ = true;
+    if (reason.size() > 123) reason.resize(123);
+    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+    Pump();
+  }
+  void SendClose() {
+    close_sent_ = true;
+    writing_ = true;
+    beast::get_lowest_layer(ws_).expires_after(options().write_timeout);
+    ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code ec) {
+      self->writing_ = false;
+      beast::get_lowest_layer(self->ws_).expires_never();
+      if (ec) spdlog::debug("http {}: websocket close: {}", self->peer_, ec.message());
+      self->gone_ = true;  // after our close, the peer's leaving is no news
+      self->Fail();
+    });
+  }
+  // The peer closed or the connection failed.
+  void Gone() {
+    if (gone_) return;
+    gone_ = true;
+    Fail();
+    if (!closing_) {
+      if (auto on_close = std::move(handlers_.on_close)) on_close();
+    }
+    handlers_ = {};
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+  void Fail() {
+    std::deque<Out> pending;
+    pending.swap(outbox_);
+    for (Out& out : pending) {
+      if (out.done) out.done(false);
+    }
+    read_timer_.cancel();
+    if (gone_ && close_sent_) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(ws_).socket().close(ignored);
+    }
+  }
+  const HttpServerOptions& options() const { return shared_.options; }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  Shared& shared_;
+  const std::string peer_;
+  WebSocket::Handlers handlers_;
+  beast::flat_buffer read_buffer_;
+  std::deque<Out> inbox_;   // messages read ahead (done unused)
+  std::deque<Out> outbox_;  // messages to write
+  net::steady_timer read_timer_;
+  int wanted_ = 0;  // Read calls not yet answered
+  bool delaying_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool gone_ = false;
+  websocket::close_reason close_reason_;
+};
+
+// The handler's view: every call is posted onto the connection's strand; a connection that is
+// gone ignores them (and fails the write callbacks).
+class WsConnection::Socket final : public WebSocket {
+ public:
+  explicit Socket(const std::shared_ptr<WsConnection>& connection)
+      : strand_(connection, connection->ws_.get_executor()) {}
+
+  void Start(Handlers handlers) override {
+    Post([handlers = std::move(handlers)](WsConnection& c) mutable {
+      if (c.gone_) {
+        if (handlers.on_close) handlers.on_close();
+        return;
+      }
+      c.handlers_ = std::move(handlers);
+      c.ReadFrame();
+    });
+  }
+  void Read(std::chrono::nanoseconds delay) override {
+    Post([delay](WsConnection& c) { c.Want(delay); });
+  }
+  void Send(std::string message, bool binary, std::function<void(bool)> done) override {
+    auto shared_done = std::make_shared<std::function<void(bool)>>(std::move(done));
+    const bool posted =
+        Post([message = std::move(message), binary, shared_done](WsConnection& c) mutable {
+          c.Queue({std::move(message), binary, std::move(*shared_done)});
+        });
+    if (!posted && *shared_done) (*shared_done)(false);
+  }
+  void Close(uint16_t code, std::string reason) override {
+    Post([code, reason = std::move(reason)](WsConnection& c) mutable {
+      c.StartClose(code, std::move(reason));
+    });
+  }
+
+ private:
+  template <typename F>
+  bool Post(F&& f) {
+    return strand_.Post(std::forward<F>(f));
+  }
+
+  StrandHandle<WsConnection> strand_;
+};
+
+void WsConnection::Accept(bhttp::request<bhttp::string_body> upgrade,
+                          const WebSocketHandler& handler, Request request) {
+  beast::get_lowest_layer(ws_).expires_never();  // the websocket stream's own timers from here
+  websocket::stream_base::timeout timeout;
+  timeout.handshake_timeout = options().request_timeout;
+  timeout.idle_timeout = options().idle_timeout;
+  timeout.keep_alive_pings = true;
+  ws_.set_option(timeout);
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
+    response.set(bhttp::field::server, "longsana-serve");
+  }));
+  ws_.read_message_max(options().max_body_bytes);
+  auto message = std::make_shared<bhttp::request<bhttp::string_body>>(std::move(upgrade));
+  ws_.async_accept(*message, [self = shared_from_this(), message, &handler,
+                              request = std::move(request)](beast::error_code ec) mutable {
+    if (ec) {
+      spdlog::debug("http {}: websocket handshake failed: {}", self->peer_, ec.message());
+      return;
+    }
+    self->OnAccepted(handler, std::move(request));
+  });
+}
+
+void WsConnection::OnAccepted(const WebSocketHandler& handler, Request request) {
+  auto socket = std::make_shared<Socket>(shared_from_this());
+  try {
+    handler(std::move(request), socket);
+  } catch (const std::exception& e) {
+    spdlog::error("http: a websocket handler threw: {}", e.what());
+    StartClose(static_cast<uint16_t>(websocket::close_code::internal_error), "the handler failed");
+  }
+}
 
 // One accepted connection. Lives as long as an asynchronous operation holds it; every member is
 // touched only on its strand.
@@ -226,10 +531,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
     request.body = std::move(message.body());
     request.peer = peer_;
     const bool head = message.method() == bhttp::verb::head;
+    cors_headers_ = CorsHeaders(options(), request);
+    if (websocket::is_upgrade(message)) {
+      if (const WebSocketHandler* handler = shared_.router->FindWebSocket(request)) {
+        return Upgrade(std::move(message), *handler, std::move(request));
+      }
+    }
     if (const StreamHandler* handler = shared_.router->FindStream(request)) {
       return StartStream(*handler, std::move(request), message.version());
     }
+    if (message.method() == bhttp::verb::options &&
+        request.Header("access-control-request-method").has_value()) {
+      cors_headers_.clear();  // Preflight sets its own
+      return Respond(Preflight(options(), request), message.version(), false,
+                     !message.keep_alive());
+    }
     Respond(shared_.router->Dispatch(request), message.version(), head, !message.keep_alive());
+  }
+
+  // Hands the socket to a WsConnection (this connection ends here) unless the page's origin
+  // may not open it (a cross-site page must not drive sessions with the user's network).
+  void Upgrade(bhttp::request<bhttp::string_body> message, const WebSocketHandler& handler,
+               Request request) {
+    if (CheckOrigin(options(), request) == OriginVerdict::kRefused) {
+      spdlog::info("http {}: websocket from origin '{}' refused (not in cors_allowed_origins)",
+                   peer_, request.Header("origin").value_or(""));
+      return RespondAndClose(Response::Error(
+          403, "PERMISSION_DENIED",
+          fmt::format("origin '{}' may not open this WebSocket (see --cors-allowed-origins)",
+                      request.Header("origin").value_or(""))));
+    }
+    auto ws = std::make_shared<WsConnection>(std::move(stream_), shared_, peer_);
+    ws->Accept(std::move(message), handler, std::move(request));
   }
 
   // --- Streaming responses (ResponseStream). Strand-only state below; the stream object
@@ -269,6 +602,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!content_type.empty() && IsSettableHeader("x", content_type)) {
       head += fmt::format("Content-Type: {}\r\n", content_type);
     }
+    for (const auto& [name, value] : cors_headers_) head += fmt::format("{}: {}\r\n", name, value);
     for (const auto& [name, value] : headers) {
       if (IsSettableHeader(name, value)) {
         head += fmt::format("{}: {}\r\n", name, value);
@@ -385,6 +719,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res.result(static_cast<unsigned>(response.status));
     res.set(bhttp::field::server, "longsana-serve");
     if (!response.content_type.empty()) res.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : cors_headers_) res.insert(name, value);
     for (const auto& [name, value] : response.headers) {
       if (IsSettableHeader(name, value)) {
         res.insert(name, value);
@@ -464,6 +799,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<bhttp::response_serializer<bhttp::string_body>> serializer_;
   bool close_after_write_ = false;
   size_t lingered_bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> cors_headers_;  // for the current request
   Shared& shared_;
   const std::string peer_;
 };
@@ -472,8 +808,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 // strand; a connection that is gone ignores them (and fails the write callbacks).
 class Connection::Stream final : public ResponseStream {
  public:
-  explicit Stream(std::shared_ptr<Connection> connection)
-      : connection_(connection), executor_(connection->stream_.get_executor()) {}
+  explicit Stream(const std::shared_ptr<Connection>& connection)
+      : strand_(connection, connection->stream_.get_executor()) {}
 
   void Fail(Response response) override {
     Post([response = std::move(response)](Connection& c) mutable {
@@ -513,14 +849,10 @@ class Connection::Stream final : public ResponseStream {
  private:
   template <typename F>
   bool Post(F&& f) {
-    std::shared_ptr<Connection> c = connection_.lock();
-    if (c == nullptr) return false;
-    net::post(executor_, [c, f = std::forward<F>(f)]() mutable { f(*c); });
-    return true;
+    return strand_.Post(std::forward<F>(f));
   }
 
-  std::weak_ptr<Connection> connection_;
-  net::any_io_executor executor_;
+  StrandHandle<Connection> strand_;
 };
 
 void Connection::StartStream(const StreamHandler& handler, Request request, unsigned version) {
@@ -548,6 +880,18 @@ absl::Status HttpServerOptions::Validate() const {
     return Bad("max_header_bytes", "must be in [1 KiB, 1 MiB]");
   }
   if (max_body_bytes > (size_t{1} << 30)) return Bad("max_body_bytes", "must be <= 1 GiB");
+  if (websocket_read_ahead < 1 || websocket_read_ahead > 1024) {
+    return Bad("websocket_read_ahead", "must be in [1, 1024]");
+  }
+  for (const std::string& origin : cors_allowed_origins) {
+    if (origin != "*" &&
+        (origin.find("://") == std::string::npos || origin.ends_with('/') ||
+         !IsSettableHeader("x", origin) || origin.find(' ') != std::string::npos)) {
+      return Bad(
+          "cors_allowed_origins",
+          fmt::format("'{}' is not an origin (scheme://host[:port], no path) or '*'", origin));
+    }
+  }
   for (const auto& [field, value] :
        {std::pair{"request_timeout", request_timeout}, std::pair{"idle_timeout", idle_timeout},
         std::pair{"write_timeout", write_timeout}}) {

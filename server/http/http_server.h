@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +31,14 @@ struct HttpServerOptions {
   // A response write that makes no progress (the client does not read) for this long closes the
   // connection. Per write, not per response, so a large response to a slow reader still goes.
   std::chrono::milliseconds write_timeout{10'000};
+  // CORS: the origins ("https://app.example.com", exactly as browsers send Origin; "*" for
+  // any) whose pages may read this server's responses and open its WebSockets. Empty: none
+  // cross-origin. A same-origin page (Origin matching Host) and a client that sends no Origin
+  // (curl, a backend) are always served. Preflights (OPTIONS with
+  // Access-Control-Request-Method) are answered by the server itself.
+  std::vector<std::string> cors_allowed_origins;
+  // WebSocket messages read ahead of the handler's Read calls, [1, 1024].
+  int websocket_read_ahead = 16;
 
   absl::Status Validate() const;  // InvalidArgument naming the field
 };
@@ -53,6 +62,11 @@ struct HttpServerOptions {
 // watches for the client's close: a client that goes away before the end triggers the
 // stream's on-close callback (the server cancels the session). Plain responses are written
 // by a loop of `write_some` calls, each under write_timeout.
+//
+// WebSocket (Router::HandleWebSocket): a GET with `Upgrade: websocket` to such a route is
+// accepted (101) unless its Origin is not allowed (403, see cors_allowed_origins); the handler
+// then gets a WebSocket. Beast's websocket stream runs it: pings every idle_timeout / 2 while the
+// peer is silent and a close when it does not answer, messages up to max_body_bytes.
 //
 // Thread-safety: port(), address() and Stop() may be called from any thread, concurrently;
 // Stop() must not be called from a handler (it joins the io threads).

@@ -278,6 +278,9 @@ const std::map<std::string, Sample>& Samples() {
       {"caption_len", {"24"}},
       {"command_burst", {"7"}},
       {"command_rate", {"2.5"}},
+      {"cors_allowed_origins",
+       {"[\"https://app.example.com\", \"http://localhost:3000\"]",
+        "https://app.example.com,http://localhost:3000"}},
       {"device", {"cuda"}},
       {"drain_timeout", {"12.5"}},
       {"encoder_threads", {"2"}},
@@ -403,6 +406,8 @@ TEST_F(ConfigFile, EveryFlagRoundTrips) {
   EXPECT_EQ(c->server.log_level, LogLevel::kDebug);
   EXPECT_EQ(c->server.tls_client_ca_file, "/etc/tls/clients.pem");
   EXPECT_EQ(c->server.auth_tokens_file, "/etc/longsana/tokens.yaml");
+  EXPECT_EQ(c->server.cors_allowed_origins,
+            (std::vector<std::string>{"https://app.example.com", "http://localhost:3000"}));
 }
 
 TEST_F(ConfigFile, ListFlagsTakeASequenceOrCommasAndEmptyValuesAreEmpty) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -452,25 +453,19 @@ TEST(E2E, BenchReportsCountsLatenciesStallsAndRejectionsPerServer) {
   EXPECT_EQ(*busy.process->Wait(30s), 0);
 }
 
-// client/examples/python against a server: its stubs are made with the system protoc and
-// grpc_python_plugin (the README's commands), Generate writes an MP4 that ffprobe reads, an
-// interactive Session switches and stops, and a bad request names the field.
-TEST(E2E, PythonExampleGeneratesAndRunsASession) {
-  TempDir dir;
-  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
-  ASSERT_NE(s.process, nullptr);
-  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
-  const std::string example =
-      fmt::format("/usr/bin/python3 '{}/client/examples/python/longsana_example.py'",
-                  LONGSANA_SOURCE_DIR);
+// A client example (`example` is its command line) against server `s`: generate writes an
+// 81-frame MP4 that ffprobe reads, an interactive session switches and stops (both acks
+// printed) and writes a longer one, and a bad request exits 1 naming the field.
+void ExpectTheExampleGeneratesAndSteers(const std::string& example, const RunningServer& s,
+                                        const TempDir& dir) {
   int code = -1;
   std::string text = RunCommand(
       fmt::format("{} generate --address {} --prompt 'a red kite' --width 64 --height 64 "
                   "--frames 81 -o '{}' 2>&1",
-                  example, s.address, dir.File("py.mp4")),
+                  example, s.address, dir.File("generate.mp4")),
       &code);
   ASSERT_EQ(code, 0) << text;
-  auto probe = FfprobeVideo(dir.File("py.mp4"));
+  auto probe = FfprobeVideo(dir.File("generate.mp4"));
   ASSERT_TRUE(probe.ok()) << probe.status();
   EXPECT_EQ(probe->frames, 81);
   EXPECT_EQ(probe->codec, "h264");
@@ -491,8 +486,99 @@ TEST(E2E, PythonExampleGeneratesAndRunsASession) {
                     &code);
   EXPECT_EQ(code, 1) << text;
   EXPECT_NE(text.find("INVALID_ARGUMENT: width"), std::string::npos) << text;
+}
+
+// client/examples/python against a server: its stubs are made with the system protoc and
+// grpc_python_plugin (the README's commands), Generate writes an MP4 that ffprobe reads, an
+// interactive Session switches and stops, and a bad request names the field.
+TEST(E2E, PythonExampleGeneratesAndRunsASession) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
+  ASSERT_NE(s.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
+  ExpectTheExampleGeneratesAndSteers(
+      fmt::format("/usr/bin/python3 '{}/client/examples/python/longsana_example.py'",
+                  LONGSANA_SOURCE_DIR),
+      s, dir);
   s.process->Signal(SIGTERM);
   EXPECT_EQ(*s.process->Wait(30s), 0);
+}
+
+// client/examples/node against a server: Generate writes an MP4 that ffprobe reads, an
+// interactive Session switches and stops, a bad request names the field, and the web-app relay
+// serves its page and relays a video that ffprobe reads. The packages come from `npm ci`
+// (scripts/deps.sh test).
+TEST(E2E, NodeExampleGeneratesRunsASessionAndRelaysToAPage) {
+  TempDir dir;
+  RunningServer s = StartServerProcess("longsana-server-fake", FakeFlags(), dir.File("server.log"));
+  ASSERT_NE(s.process, nullptr);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 30s));
+  const std::string examples = fmt::format("{}/client/examples/node", LONGSANA_SOURCE_DIR);
+  ExpectTheExampleGeneratesAndSteers(fmt::format("node '{}/longsana_example.mjs'", examples), s,
+                                     dir);
+
+  // The relay: its page, a relayed video, and a refusal as JSON.
+  auto relay = Subprocess::Start(
+      {"/usr/bin/env", "node", examples + "/relay.mjs", "--grpc", s.address, "--port", "0"},
+      dir.File("relay.log"));
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  auto line = (*relay)->WaitForLine("relay listening on http://", 30s);
+  ASSERT_TRUE(line.ok()) << line.status() << ReadFile(dir.File("relay.log"));
+  const std::string relay_address = line->substr(std::string("relay listening on http://").size());
+  ASSERT_FALSE(relay_address.empty()) << ReadFile(dir.File("relay.log"));
+  auto page = HttpGet(relay_address, "/");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("<video"), std::string::npos);
+  int code = -1;
+  const std::string text =
+      RunCommand(fmt::format("curl -sS -o '{}' 'http://{}/video?prompt=a+red+kite&width=64&"
+                             "height=64&frames=81' 2>&1",
+                             dir.File("relayed.mp4"), relay_address),
+                 &code);
+  ASSERT_EQ(code, 0) << text;
+  auto probe = FfprobeVideo(dir.File("relayed.mp4"));
+  ASSERT_TRUE(probe.ok()) << probe.status() << ReadFile(dir.File("relay.log"));
+  EXPECT_EQ(probe->frames, 81);
+  auto refused = HttpGet(relay_address, "/video?prompt=x&width=7");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.find("width"), std::string::npos) << refused->body;
+  (*relay)->Signal(SIGTERM);
+  EXPECT_TRUE((*relay)->Wait(10s).ok());
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(30s), 0);
+}
+
+// The browser API on the real engine (tiny model, one slot): the WebSocket session from
+// Node's `ws` (start, switch, extend, stop with acks in order; a refused start; a closed
+// socket frees the slot), then the playground in headless Chromium through playwright-core
+// (a typed prompt plays to the end, a switch is acknowledged on screen, a plain <video src>
+// plays, an invalid request shows the server's message). The screenshot is kept in
+// build/artifacts/playground.png.
+TEST(E2E, BrowserApiWebSocketAndPlaygroundOnTheRealEngine) {
+#ifndef LONGSANA_HAVE_ENGINE
+  GTEST_SKIP() << "longsana-server is not built";
+#else
+  TempDir dir;
+  RunningServer s = StartTinyServer({"--max-sessions=1"}, dir);
+  ASSERT_NE(s.process, nullptr);
+  const std::string js = fmt::format("{}/tests/js", LONGSANA_SOURCE_DIR);
+  int code = -1;
+  std::string text =
+      RunCommand(fmt::format("node '{}/ws_session_test.mjs' {} 2>&1", js, s.http_address), &code);
+  EXPECT_EQ(code, 0) << text << "\n" << ReadFile(dir.File("server.log"));
+  std::cout << text;
+  const std::string screenshot = std::string(LONGSANA_ARTIFACT_DIR) + "/playground.png";
+  text = RunCommand(
+      fmt::format("node '{}/playground_test.mjs' {} '{}' 2>&1", js, s.http_address, screenshot),
+      &code);
+  EXPECT_EQ(code, 0) << text << "\n" << ReadFile(dir.File("server.log"));
+  std::cout << text;
+  EXPECT_TRUE(ReadFile(screenshot).starts_with("\x89PNG"));
+  s.process->Signal(SIGTERM);
+  EXPECT_EQ(*s.process->Wait(30s), 0);
+#endif
 }
 
 // SIGTERM with a 320x320 session decoding and another queued, on the real engine: the queued
