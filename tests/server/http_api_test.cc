@@ -10,9 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -154,6 +159,95 @@ TEST_F(HttpApiTest, TokensAndQuotasApplyAsOnGrpc) {
   auto done = first.get();
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->status, 200);
+}
+
+// A WebSocket /v1/session client: sends `commands` (JSON text) and collects the text
+// events until the server closes; chunk bytes are counted, not kept.
+struct WsRun {
+  std::vector<nlohmann::json> events;
+  int binaries = 0;
+  int close_code = 0;
+  nlohmann::json end;
+};
+
+WsRun RunWebSocket(const std::string& http, const std::string& target,
+                   const std::vector<std::string>& commands,
+                   const std::string& authorization = "") {
+  namespace beast = boost::beast;
+  namespace websocket = boost::beast::websocket;
+  boost::asio::io_context ioc;
+  websocket::stream<boost::asio::ip::tcp::socket> ws(ioc);
+  boost::asio::ip::tcp::resolver resolver(ioc);
+  const size_t colon = http.rfind(':');
+  boost::asio::connect(ws.next_layer(),
+                       resolver.resolve(http.substr(0, colon), http.substr(colon + 1)));
+  ws.set_option(websocket::stream_base::decorator([authorization](websocket::request_type& r) {
+    if (!authorization.empty()) r.set(boost::beast::http::field::authorization, authorization);
+  }));
+  ws.handshake(http, target);
+  for (const std::string& command : commands) ws.write(boost::asio::buffer(command));
+  WsRun run;
+  while (true) {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    ws.read(buffer, ec);
+    if (ec) {
+      run.close_code = ws.reason().code;
+      break;
+    }
+    if (ws.got_binary()) {
+      ++run.binaries;
+      continue;
+    }
+    run.events.push_back(nlohmann::json::parse(beast::buffers_to_string(buffer.data())));
+    if (run.events.back().contains("end")) run.end = run.events.back()["end"];
+  }
+  return run;
+}
+
+// The WebSocket session is admitted like gRPC's Session (one AdmitSession): tokens from the header
+// or ?access_token=, the tenant's quota, the same field-named validation, and the metrics.
+TEST_F(HttpApiTest, WebSocketSessionsNeedTokensAreValidatedAndCountedLikeGrpc) {
+  WriteFile(dir_.File("tokens.yaml"), fmt::format(R"(tenants:
+  - name: acme
+    token: {}
+    max_sessions: 1
+    max_queued: 0
+)",
+                                                  kToken));
+  ServerOptions options;
+  options.auth_tokens_file = dir_.File("tokens.yaml");
+  StartServer(options);
+  const std::string start =
+      R"({"commandId":"1","start":{"prompt":"a kite","width":64,"height":64,"numFrames":81}})";
+  WsRun refused = RunWebSocket(http_, "/v1/session", {start});
+  EXPECT_EQ(refused.end["status"], "UNAUTHENTICATED") << refused.end.dump();
+  EXPECT_EQ(refused.close_code, 4016);
+  EXPECT_TRUE(refused.events.size() == 1u) << "nothing but the end";
+
+  WsRun ok = RunWebSocket(http_, fmt::format("/v1/session?access_token={}", kToken), {start});
+  ASSERT_FALSE(ok.events.empty());
+  EXPECT_TRUE(ok.events.front().contains("accepted")) << ok.events.front().dump();
+  EXPECT_EQ(ok.end["status"], "OK") << ok.end.dump();
+  EXPECT_EQ(ok.close_code, 1000);
+  int chunks = 0;
+  for (const auto& e : ok.events) chunks += e.contains("chunk") ? 1 : 0;
+  EXPECT_EQ(chunks, ok.binaries) << "each chunk event is followed by its bytes";
+  EXPECT_GE(ok.binaries, 2);
+
+  WsRun bad =
+      RunWebSocket(http_, "/v1/session", {R"({"commandId":"1","start":{"prompt":"x","width":7}})"},
+                   fmt::format("Bearer {}", kToken));
+  EXPECT_EQ(bad.end["status"], "INVALID_ARGUMENT");
+  EXPECT_THAT(bad.end["message"].get<std::string>(), HasSubstr("start.width"));
+  EXPECT_EQ(bad.close_code, 4003);
+
+  WsRun unknown = RunWebSocket(http_, "/v1/session?prompt=x", {start});
+  EXPECT_THAT(unknown.end["message"].get<std::string>(), HasSubstr("'prompt'"));
+
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr(R"(longsana_rejections_total{reason="unauthenticated")"));
+  EXPECT_THAT(metrics, HasSubstr(R"(longsana_sessions_ended_total{code="OK",tenant="acme"} 1)"));
 }
 
 TEST_F(HttpApiTest, WatchGivesAnotherViewerAPlayableMp4FromTheLatestKeyframe) {
