@@ -1,7 +1,8 @@
 // The gRPC server around an Engine: listening socket (TLS optional), the LongSana service,
 // grpc.health.v1 health, server reflection (not registered with tenant tokens: it would be
 // the one RPC without a token check), the HTTP port (options.http_listen: /metrics, /healthz,
-// /readyz) and the lifecycle
+// /readyz, the playground at /, and the browser API: GET /v1/generate, GET
+// /v1/sessions/{id}/watch, WebSocket /v1/session) and the lifecycle
 //   Start (health NOT_SERVING, RPCs UNAVAILABLE "loading")
 //   -> SetEngine (SERVING)            [or SetLoadFailed]
 //   -> Drain (NOT_SERVING, new RPCs UNAVAILABLE "draining", running sessions finish within

@@ -99,7 +99,8 @@ using StreamHandler = std::function<void(Request, std::shared_ptr<ResponseStream
 // Reading is pulled: the connection keeps reading frames (so pings and the peer's close are
 // answered at once) into a small queue, and hands the handler one message per Read. When the
 // queue is full the connection stops reading, so a handler that stops calling Read slows the
-// peer down through TCP. A message above the server's max_body_bytes ends the connection (a
+// peer down through TCP; one that takes none for half the server's idle_timeout has the
+// connection closed (1008). A message above the server's max_body_bytes ends the connection (a
 // 1009 close frame, which a reset may overtake while the message is still arriving).
 class WebSocket {
  public:

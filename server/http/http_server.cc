@@ -191,15 +191,16 @@ class StrandHandle {
 };
 
 // One upgraded connection: Beast's websocket stream, one write and one read in flight, every
-// member touched only on its strand. Lives as long as an asynchronous operation holds it (the
-// reader always does until the connection ends).
+// member touched only on its strand. Lives as long as the handler's Socket or an asynchronous
+// operation holds it; its handlers are dropped once it ends (they may hold the Socket).
 class WsConnection : public std::enable_shared_from_this<WsConnection> {
  public:
   WsConnection(beast::tcp_stream stream, Shared& shared, std::string peer)
       : ws_(std::move(stream)),
         shared_(shared),
         peer_(std::move(peer)),
-        read_timer_(ws_.get_executor()) {
+        read_timer_(ws_.get_executor()),
+        await_timer_(ws_.get_executor()) {
     shared_.connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~WsConnection() { shared_.connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -218,8 +219,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
 
   void OnAccepted(const WebSocketHandler& handler, Request request);
   void ReadFrame() {
-    if (gone_ || reading_ || inbox_.size() >= static_cast<size_t>(options().websocket_read_ahead)) {
-      return;
+    if (gone_ || reading_) return;
+    if (inbox_.size() >= static_cast<size_t>(options().websocket_read_ahead)) {
+      return AwaitRead();
     }
     reading_ = true;
     ws_.async_read(read_buffer_, [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -237,6 +239,26 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
       self->ReadFrame();
     });
   }
+  // The read-ahead is full and nothing may be in flight: this wait keeps the connection alive
+  // for idle_timeout / 2, then closes it (1008) unless the handler took a message meanwhile.
+  // (Half: not reading, the stream cannot see the peer's pongs either, and Beast would drop
+  // the connection without a close frame at idle_timeout.)
+  void AwaitRead() {
+    if (await_armed_) return;
+    await_armed_ = true;
+    await_timer_.expires_after(options().idle_timeout / 2);
+    await_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->await_armed_ = false;
+      if (self->gone_) return;
+      if (!ec && self->inbox_.size() >= static_cast<size_t>(self->options().websocket_read_ahead)) {
+        spdlog::info("http {}: websocket closed: its messages were not taken for {} ms",
+                     self->peer_, self->options().idle_timeout.count() / 2);
+        return self->StartClose(static_cast<uint16_t>(websocket::close_code::policy_error),
+                                "messages not taken");
+      }
+      self->ReadFrame();
+    });
+  }
   // Hands the oldest queued message to the handler if it asked for one.
   void Deliver() {
     while (!gone_ && wanted_ > 0 && !inbox_.empty() && !delaying_) {
@@ -244,6 +266,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
       Out message = std::move(inbox_.front());
       inbox_.pop_front();
       if (handlers_.on_message) handlers_.on_message(std::move(message.bytes), message.binary);
+    }
+    if (await_armed_ && inbox_.size() < static_cast<size_t>(options().websocket_read_ahead)) {
+      await_timer_.cancel();  // its handler runs at once and reads on
+      return;
     }
     ReadFrame();  // room again in the queue
   }
@@ -306,6 +332,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
       if (ec) spdlog::debug("http {}: websocket close: {}", self->peer_, ec.message());
       self->gone_ = true;  // after our close, the peer's leaving is no news
       self->Fail();
+      self->handlers_ = {};  // they may hold the socket, which holds this connection
     });
   }
   // The peer closed or the connection failed.
@@ -327,6 +354,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
       if (out.done) out.done(false);
     }
     read_timer_.cancel();
+    await_timer_.cancel();
     if (gone_ && close_sent_) {
       beast::error_code ignored;
       beast::get_lowest_layer(ws_).socket().close(ignored);
@@ -342,6 +370,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   std::deque<Out> inbox_;   // messages read ahead (done unused)
   std::deque<Out> outbox_;  // messages to write
   net::steady_timer read_timer_;
+  net::steady_timer await_timer_;
+  bool await_armed_ = false;
   int wanted_ = 0;  // Read calls not yet answered
   bool delaying_ = false;
   bool reading_ = false;
@@ -358,6 +388,12 @@ class WsConnection::Socket final : public WebSocket {
  public:
   explicit Socket(const std::shared_ptr<WsConnection>& connection)
       : strand_(connection, connection->ws_.get_executor()) {}
+  // A handler that lets go of its socket without closing it ends the connection (1001).
+  ~Socket() override {
+    Post([](WsConnection& c) {
+      c.StartClose(static_cast<uint16_t>(websocket::close_code::going_away), "going away");
+    });
+  }
 
   void Start(Handlers handlers) override {
     Post([handlers = std::move(handlers)](WsConnection& c) mutable {
@@ -392,6 +428,7 @@ class WsConnection::Socket final : public WebSocket {
     return strand_.Post(std::forward<F>(f));
   }
 
+  // Weak: the connection must never outlive the server's io_context, whoever holds this.
   StrandHandle<WsConnection> strand_;
 };
 

@@ -37,8 +37,9 @@ struct HttpServerOptions {
   // (curl, a backend) are always served. Preflights (OPTIONS with
   // Access-Control-Request-Method) are answered by the server itself.
   std::vector<std::string> cors_allowed_origins;
-  // WebSocket messages read ahead of the handler's Read calls, [1, 1024].
-  int websocket_read_ahead = 16;
+  // WebSocket messages read ahead of the handler's Read calls, [1, 1024]: with
+  // max_body_bytes, what one WebSocket client can make the server hold.
+  int websocket_read_ahead = 4;
 
   absl::Status Validate() const;  // InvalidArgument naming the field
 };

@@ -122,6 +122,20 @@ async function malformedCommand() {
     runSession({ prompt: "x", warp: 9 }), 30000, "the unknown field");
   assert.equal(unknown.end.status, "INVALID_ARGUMENT");
   assert.match(unknown.end.message, /warp/);
+  // Hostile input: not JSON, a binary message; each ends the stream naming the problem.
+  for (const [payload, pattern] of [["{not json", /not a SessionCommand/],
+                                    [Buffer.from([0, 1, 2]), /binary messages/]]) {
+    const end = await withTimeout(new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      let last = null;
+      ws.on("open", () => ws.send(payload));
+      ws.on("message", (data, isBinary) => { if (!isBinary) last = JSON.parse(data.toString()); });
+      ws.on("close", (code) => resolve({ code, end: last && last.end }));
+      ws.on("error", reject);
+    }), 30000, "hostile input");
+    assert.equal(end.code, 4003);
+    assert.match(end.end.message, pattern);
+  }
   console.log(`refused: ${state.end.message}`);
 }
 

@@ -149,14 +149,30 @@ TEST_F(WebSocketTest, MessagesWaitForTheHandlersRead) {
   ASSERT_NE(ws, nullptr);
   ReadText(*ws);
   ws->write(net::buffer(std::string("hold")));
-  ws->write(net::buffer(std::string("two")));
-  ws->write(net::buffer(std::string("three")));
+  // More than the read-ahead (4): the connection stops reading but stays open.
+  const std::vector<std::string> more = {"two", "three", "four", "five", "six", "seven"};
+  for (const std::string& m : more) ws->write(net::buffer(m));
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(MessagesSeen(), 1u) << "only one Read was asked for";
-  seen_.socket->Read();  // the handler asks again: "two" arrives and is echoed
-  EXPECT_EQ(ReadText(*ws), "two");
-  EXPECT_EQ(ReadText(*ws), "three");
-  EXPECT_EQ(MessagesSeen(), 3u);
+  seen_.socket->Read();  // the handler asks again: each one is echoed, in order
+  for (const std::string& m : more) EXPECT_EQ(ReadText(*ws), m);
+  EXPECT_EQ(MessagesSeen(), 1u + more.size());
+}
+
+TEST_F(WebSocketTest, AHandlerThatNeverTakesItsMessagesIsClosedAfterTheIdleTimeout) {
+  HttpServerOptions options;
+  options.idle_timeout = std::chrono::milliseconds(400);
+  Start(options);
+  auto ws = Connect();
+  ASSERT_NE(ws, nullptr);
+  ReadText(*ws);
+  ws->write(net::buffer(std::string("hold")));
+  for (int i = 0; i < 6; ++i) ws->write(net::buffer(std::string("x")));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  ws->read(buffer, ec);  // nothing is echoed; the server gives up on the handler
+  EXPECT_EQ(ec, websocket::error::closed);
+  EXPECT_EQ(ws->reason().code, websocket::close_code::policy_error);
 }
 
 TEST_F(WebSocketTest, TheServersCloseCarriesItsCodeAfterTheQueuedMessages) {
