@@ -273,7 +273,9 @@ struct SessionShared {
 // when the process exits, and must not hold a stdio lock then. Used by one thread at a time
 // (the main thread for the first prompt, then the stdin thread).
 bool ReadLine(std::string* line) {
-  static std::string buffer;
+  // Never destroyed: the detached stdin thread may be using it while the process exits (a
+  // static std::string's destructor then raced it: "double free or corruption" at exit).
+  static std::string& buffer = *new std::string;
   line->clear();
   while (true) {
     const size_t nl = buffer.find('\n');

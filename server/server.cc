@@ -262,8 +262,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     }
     impl->http = std::move(*http);
     spdlog::info(
-        "HTTP port listening on {} (/metrics, /healthz, /readyz, /v1/generate, "
-        "/v1/sessions/{{id}}/watch)",
+        "HTTP port listening on {} (the playground at /, /metrics, /healthz, /readyz, "
+        "/v1/generate, /v1/sessions/{{id}}/watch, WebSocket /v1/session)",
         impl->http->address());
   }
   impl->monitor = std::thread([raw] { raw->MonitorLoop(); });
