@@ -91,6 +91,11 @@ absl::StatusOr<engine::SessionId> ParseSessionId(const std::string& text) {
   return id;
 }
 
+absl::Status FirstCommandNotStartError() {
+  return absl::InvalidArgumentError(
+      "command: the first command must be `start` (a GenerateRequest)");
+}
+
 absl::Status StartedTwiceError() {
   return absl::InvalidArgumentError(
       "start: the session has already started; later commands are switch_prompt, extend, "

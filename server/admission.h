@@ -51,7 +51,8 @@ absl::StatusOr<Admitted> AdmitSession(LongSanaService& service, std::string_view
 // Accepted.session_id as the engine's id; InvalidArgument naming session_id otherwise.
 absl::StatusOr<engine::SessionId> ParseSessionId(const std::string& text);
 
-// A second `start` in a session's stream.
+// A session stream whose first command is not `start`, and one with a second `start`.
+absl::Status FirstCommandNotStartError();
 absl::Status StartedTwiceError();
 
 // "switch_prompt", "extend", "stop", "position", or "invalid" (the metrics' command type).

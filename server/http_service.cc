@@ -50,12 +50,20 @@ int HttpStatusOf(absl::StatusCode code) {
   }
 }
 
+// How long a refused browser client should wait before retrying (0: no hint).
+int RetryAfterSeconds(const absl::Status& status) {
+  if (absl::IsResourceExhausted(status)) return 2;
+  if (absl::IsUnavailable(status)) return 1;
+  return 0;
+}
+
 http::Response HttpError(const absl::Status& status) {
   http::Response r =
       http::Response::Error(HttpStatusOf(status.code()), absl::StatusCodeToString(status.code()),
                             std::string(status.message()));
-  if (absl::IsResourceExhausted(status)) r.headers.emplace_back("Retry-After", "2");
-  if (absl::IsUnavailable(status)) r.headers.emplace_back("Retry-After", "1");
+  if (const int after = RetryAfterSeconds(status); after > 0) {
+    r.headers.emplace_back("Retry-After", std::to_string(after));
+  }
   return r;
 }
 
@@ -252,12 +260,18 @@ std::optional<std::string> AuthorizationOf(const http::Request& request) {
 }
 
 // Logs and counts an HTTP refusal and answers it (JSON error, the request id echoed).
-void RejectHttp(LongSanaService& service, std::string_view route, const CallIdentity& who,
-                std::string_view peer, const absl::Status& status, RejectReason reason,
-                http::ResponseStream& stream) {
+// Logs and counts a refusal of a browser route (the caller answers it).
+void RecordHttpRejection(LongSanaService& service, std::string_view route, const CallIdentity& who,
+                         std::string_view peer, const absl::Status& status, RejectReason reason) {
   spdlog::info("{} HTTP {} from {} rejected ({}): {}", who.LogTag(), route, peer,
                RejectReasonName(reason), status.ToString());
   if (service.metrics() != nullptr) service.metrics()->Rejected(reason, who.tenant->name);
+}
+
+void RejectHttp(LongSanaService& service, std::string_view route, const CallIdentity& who,
+                std::string_view peer, const absl::Status& status, RejectReason reason,
+                http::ResponseStream& stream) {
+  RecordHttpRejection(service, route, who, peer, status, reason);
   http::Response response = HttpError(status);
   response.headers.emplace_back("X-Request-Id", who.request_id);
   stream.Fail(std::move(response));
@@ -285,8 +299,7 @@ std::string EndJson(const absl::Status& status) {
   nlohmann::json end = {{"code", static_cast<int>(status.code())},
                         {"status", absl::StatusCodeToString(status.code())},
                         {"message", std::string(status.message())}};
-  if (absl::IsResourceExhausted(status)) end["retryAfterSeconds"] = 2;
-  if (absl::IsUnavailable(status)) end["retryAfterSeconds"] = 1;
+  if (const int after = RetryAfterSeconds(status); after > 0) end["retryAfterSeconds"] = after;
   return nlohmann::json{{"end", end}}.dump(-1, ' ', false,
                                            nlohmann::json::error_handler_t::replace);
 }
@@ -324,9 +337,7 @@ class WsSession final : public EventWriter, public std::enable_shared_from_this<
 
   // Refused before a session existed: the end message, then the close.
   void Refuse(const absl::Status& status, RejectReason reason) {
-    spdlog::info("{} WebSocket /v1/session from {} rejected ({}): {}", who_.LogTag(), peer_,
-                 RejectReasonName(reason), status.ToString());
-    if (service_->metrics() != nullptr) service_->metrics()->Rejected(reason, who_.tenant->name);
+    RecordHttpRejection(*service_, "WebSocket /v1/session", who_, peer_, status, reason);
     End(status);
   }
 
@@ -396,8 +407,7 @@ class WsSession final : public EventWriter, public std::enable_shared_from_this<
     }
     if (!started) {
       if (!command.has_start()) {
-        return ProtocolError(absl::InvalidArgumentError(
-            "command: the first command must be `start` (a GenerateRequest)"));
+        return ProtocolError(FirstCommandNotStartError());
       }
       RejectReason reason = RejectReason::kInvalid;
       auto admitted = AdmitSession(*service_, peer_, who_, command.start(), /*interactive=*/true,

@@ -283,9 +283,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   // Returns true when the session started and commands should be read.
   bool HandleStart() {
     if (!command_.has_start()) {
-      return Reject(absl::InvalidArgumentError(
-                        "command: the first command must be `start` (a GenerateRequest)"),
-                    RejectReason::kInvalid);
+      return Reject(FirstCommandNotStartError(), RejectReason::kInvalid);
     }
     RejectReason reason = RejectReason::kInvalid;
     auto admitted = AdmitSession(*service_, context_->peer(), who_, command_.start(),

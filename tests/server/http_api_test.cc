@@ -51,6 +51,17 @@ class HttpApiTest : public ::testing::Test {
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown(2s);
   }
+  // A tokens file with one tenant, acme (kToken): one session at a time, none queued.
+  std::string OneSessionTenantFile() {
+    WriteFile(dir_.File("tokens.yaml"), fmt::format(R"(tenants:
+  - name: acme
+    token: {}
+    max_sessions: 1
+    max_queued: 0
+)",
+                                                    kToken));
+    return dir_.File("tokens.yaml");
+  }
   std::string Metrics() {
     auto reply = HttpGet(http_, "/metrics");
     EXPECT_TRUE(reply.ok()) << reply.status();
@@ -125,15 +136,8 @@ TEST_F(HttpApiTest, BadQueryValuesAreRefusedNamingTheFieldAsGrpcDoes) {
 }
 
 TEST_F(HttpApiTest, TokensAndQuotasApplyAsOnGrpc) {
-  WriteFile(dir_.File("tokens.yaml"), fmt::format(R"(tenants:
-  - name: acme
-    token: {}
-    max_sessions: 1
-    max_queued: 0
-)",
-                                                  kToken));
   ServerOptions options;
-  options.auth_tokens_file = dir_.File("tokens.yaml");
+  options.auth_tokens_file = OneSessionTenantFile();
   FakeEngineOptions slow;
   slow.step_time = 20ms;
   StartServer(options, slow);
@@ -208,15 +212,8 @@ WsRun RunWebSocket(const std::string& http, const std::string& target,
 // The WebSocket session is admitted like gRPC's Session (one AdmitSession): tokens from the header
 // or ?access_token=, the tenant's quota, the same field-named validation, and the metrics.
 TEST_F(HttpApiTest, WebSocketSessionsNeedTokensAreValidatedAndCountedLikeGrpc) {
-  WriteFile(dir_.File("tokens.yaml"), fmt::format(R"(tenants:
-  - name: acme
-    token: {}
-    max_sessions: 1
-    max_queued: 0
-)",
-                                                  kToken));
   ServerOptions options;
-  options.auth_tokens_file = dir_.File("tokens.yaml");
+  options.auth_tokens_file = OneSessionTenantFile();
   StartServer(options);
   const std::string start =
       R"({"commandId":"1","start":{"prompt":"a kite","width":64,"height":64,"numFrames":81}})";
