@@ -170,6 +170,10 @@ int Bench(const ConnectionOptions& connection, const RequestOptions& request,
   for (const std::string& address : options.servers) {
     ConnectionOptions c = connection;
     c.server = address;
+    if (absl::Status s = ResolveServer(&c); !s.ok()) {
+      fmt::print(stderr, "longsana: {}\n", std::string(s.message()));
+      return kExitUsage;
+    }
     shared.servers.push_back(c);
   }
   const double cpu0 = CpuSeconds();

@@ -149,6 +149,7 @@ bool ReadToFile(grpc::ClientReader<v1::GenerateEvent>& reader, grpc::ClientConte
                 std::optional<v1::Completed>* completed) {
   v1::GenerateEvent event;
   while (reader.Read(&event)) {
+    if (event.has_accepted() || event.has_watching()) progress.SetPeer(context.peer());
     if (!HandleEvent(event, progress, file)) {
       context.TryCancel();
       reader.Finish();
@@ -393,6 +394,7 @@ int Session(const ConnectionOptions& connection, const std::string& prompt,
   int exit_code = kExitOk;
   while (stream->Read(&event)) {
     if (event.has_accepted()) {
+      progress.SetPeer(context.peer());
       num_frames = static_cast<int>(event.accepted().num_frames());
       num_blocks = static_cast<int>(event.accepted().num_blocks());
     }

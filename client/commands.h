@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "proto/wire_limits.h"
 
 namespace longsana::client {
@@ -33,7 +34,14 @@ inline constexpr int kExitHealthNotServing = 4;  // NOT_SERVING, UNKNOWN or SERV
 inline constexpr double kDefaultHealthTimeoutSeconds = 5;
 
 struct ConnectionOptions {
+  // What the user named (messages print it): HOST:PORT, a comma-separated list of them (one
+  // channel balanced over all), or a gRPC target URI such as dns:///NAME:PORT (every
+  // address the name resolves to, re-resolved as replicas come and go).
   std::string server = "localhost:50051";
+  // What MakeChannel dials, and the authority a list presents (TLS checks the certificate
+  // against it unless server_name is set); from ResolveServer. Empty target: `server`.
+  std::string target;
+  std::string authority;
   double timeout_seconds = 0;  // whole call; 0 = no deadline
   // Largest message accepted: a default server's largest video chunk plus the framing
   // margin (proto/wire_limits.h). Raise it with the server's --max_chunk_bytes.
@@ -51,6 +59,13 @@ struct ConnectionOptions {
   // Sent as "authorization: Bearer <token>" on every call; empty: none. Never printed.
   std::string token;
 };
+
+// Fills c->target and c->authority from c->server. A list "A:P,B:Q" is resolved now (each
+// name to its IPv4 addresses, or its IPv6 ones when it has none) into one ipv4:/ipv6:
+// target; a single HOST:PORT or a URI (dns:///, ipv4:, unix:) goes to gRPC as it is.
+// InvalidArgument naming --server for an entry without a port, a name that does not
+// resolve, or a list that mixes IPv4 and IPv6.
+absl::Status ResolveServer(ConnectionOptions* c);
 
 // GenerateRequest fields; 0 / empty = the server's default.
 struct RequestOptions {

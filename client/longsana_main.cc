@@ -33,7 +33,13 @@
 #include "absl/strings/str_split.h"
 #include "client/commands.h"
 
-ABSL_FLAG(std::string, server, "localhost:50051", "Server address host:port.");
+ABSL_FLAG(std::string, server, "localhost:50051",
+          "Server HOST:PORT; several as A:P,B:Q (one channel balanced round-robin over all, a "
+          "refused start retried on the next) or a gRPC target such as dns:///NAME:PORT "
+          "(every address of NAME, re-resolved).");
+ABSL_FLAG(bool, balanced, false,
+          "bench: send every session through one channel balanced over all of --server "
+          "(refusals retried on another), instead of assigning sessions to servers in turn.");
 ABSL_FLAG(double, timeout, 0,
           "Deadline for the whole call in seconds; 0 = none. health: for the connection and for "
           "the check, each; 0 = 5 s.");
@@ -229,6 +235,13 @@ int main(int argc, char** argv) {
     return Usage("--max_receive_bytes must be a byte size in [1k, 2G), e.g. 17M", usage_exit);
   }
   if (std::string error; !SecurityOptions(&connection, &error)) return Usage(error, usage_exit);
+  // bench resolves each of its targets itself (a list there is one target per server unless
+  // --balanced).
+  if (command != "bench") {
+    if (absl::Status s = longsana::client::ResolveServer(&connection); !s.ok()) {
+      return Usage(std::string(s.message()), usage_exit);
+    }
+  }
 
   if (command == "health") {
     if (args.size() > 2) return Usage("health takes no arguments", usage_exit);
@@ -289,9 +302,13 @@ int main(int argc, char** argv) {
     if (args.size() > 3) return Usage("bench takes at most one PROMPT argument (quote it)");
     longsana::client::BenchOptions bench;
     if (args.size() == 3) bench.prompt = args[2];
-    for (const std::string& server :
-         std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_server), ','))) {
-      if (!server.empty()) bench.servers.push_back(server);
+    if (absl::GetFlag(FLAGS_balanced)) {
+      bench.servers.push_back(absl::GetFlag(FLAGS_server));  // one balanced target
+    } else {
+      for (const std::string& server :
+           std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_server), ','))) {
+        if (!server.empty()) bench.servers.push_back(server);
+      }
     }
     if (bench.servers.empty()) return Usage("--server: name at least one HOST:PORT");
     bench.sessions = absl::GetFlag(FLAGS_sessions);

@@ -17,8 +17,8 @@ void ProgressDisplay::Accepted(const std::string& session_id, int width, int hei
                                int num_blocks, uint64_t seed, int queue_position) {
   num_frames_ = num_frames;
   num_blocks_ = num_blocks;
-  fmt::print(out_, "session {}: {}x{}, {} frames in {} blocks, seed {}{}\n", session_id, width,
-             height, num_frames, num_blocks, seed,
+  fmt::print(out_, "session {}{}: {}x{}, {} frames in {} blocks, seed {}{}\n", session_id,
+             peer_.empty() ? "" : " on " + peer_, width, height, num_frames, num_blocks, seed,
              queue_position > 0 ? fmt::format(", queued at position {}", queue_position) : "");
   std::fflush(out_);
 }

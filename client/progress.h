@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace longsana::client {
 
@@ -17,6 +18,9 @@ class ProgressDisplay {
   // `interactive`: redraw one line (a terminal) instead of printing lines.
   ProgressDisplay(std::FILE* out, bool interactive);
 
+  // The replica serving the stream ("ipv4:10.0.0.7:50051"), printed with Accepted: with
+  // several servers it tells which one took the session. Empty: not printed.
+  void SetPeer(std::string peer) { peer_ = std::move(peer); }
   void Accepted(const std::string& session_id, int width, int height, int num_frames,
                 int num_blocks, uint64_t seed, int queue_position);
   void Queued(int position);
@@ -48,6 +52,7 @@ class ProgressDisplay {
   int blocks_received_ = 0;
   double first_chunk_seconds_ = -1;
   bool line_open_ = false;
+  std::string peer_;
 };
 
 // "1.5 KiB", "3.2 MiB".

@@ -1,5 +1,21 @@
 #include "client/rpc.h"
 
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
 namespace longsana::client {
 
 namespace v1 = ::longsana::v1;
@@ -45,16 +61,119 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
+namespace {
+
+absl::Status BadServer(std::string_view what) {
+  return absl::InvalidArgumentError(fmt::format("--server: {}", what));
+}
+
+// "host:port" or "[v6]:port" -> (host, port); false without a port.
+bool SplitHostPort(std::string_view entry, std::string* host, std::string* port) {
+  const size_t colon = entry.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == entry.size()) return false;
+  std::string_view h = entry.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.empty()) return false;
+  *host = std::string(h);
+  *port = std::string(entry.substr(colon + 1));
+  return std::all_of(port->begin(), port->end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// The addresses of `host`, IPv4 ones if it has any, else IPv6 ones ("[a]" form).
+absl::StatusOr<std::pair<int, std::vector<std::string>>> Addresses(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0) {
+    return BadServer(fmt::format("'{}' does not resolve: {}", host, ::gai_strerror(rc)));
+  }
+  std::vector<std::string> v4, v6;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, text,
+                  sizeof text);
+      if (std::find(v4.begin(), v4.end(), text) == v4.end()) v4.push_back(text);
+    } else if (a->ai_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr, text,
+                  sizeof text);
+      const std::string bracketed = fmt::format("[{}]", text);
+      if (std::find(v6.begin(), v6.end(), bracketed) == v6.end()) v6.push_back(bracketed);
+    }
+  }
+  ::freeaddrinfo(found);
+  if (!v4.empty()) return std::pair{AF_INET, std::move(v4)};
+  if (!v6.empty()) return std::pair{AF_INET6, std::move(v6)};
+  return BadServer(fmt::format("'{}' has no IPv4 or IPv6 address", host));
+}
+
+}  // namespace
+
+absl::Status ResolveServer(ConnectionOptions* c) {
+  c->target = c->server;
+  c->authority.clear();
+  if (c->server.find(',') == std::string::npos) {
+    if (c->server.empty()) return BadServer("empty; give HOST:PORT");
+    return absl::OkStatus();
+  }
+  if (c->server.find("://") != std::string::npos || c->server.starts_with("ipv4:") ||
+      c->server.starts_with("ipv6:")) {
+    return absl::OkStatus();  // a URI with its own list: gRPC parses it
+  }
+  std::vector<std::string> addresses;
+  int family = 0;
+  for (absl::string_view piece : absl::StrSplit(c->server, ',', absl::SkipWhitespace())) {
+    const std::string entry(absl::StripAsciiWhitespace(piece));
+    std::string host, port;
+    if (!SplitHostPort(entry, &host, &port)) {
+      return BadServer(fmt::format("'{}' in the list is not HOST:PORT", entry));
+    }
+    auto found = Addresses(host);
+    if (!found.ok()) return found.status();
+    if (family != 0 && found->first != family) {
+      return BadServer(fmt::format(
+          "the list mixes IPv4 and IPv6 hosts ('{}'); give one family, or a dns:/// name", entry));
+    }
+    family = found->first;
+    for (const std::string& a : found->second) addresses.push_back(fmt::format("{}:{}", a, port));
+    if (c->authority.empty()) c->authority = entry;
+  }
+  if (addresses.empty()) return BadServer("the list names no server");
+  c->target =
+      fmt::format("{}:{}", family == AF_INET ? "ipv4" : "ipv6", absl::StrJoin(addresses, ","));
+  return absl::OkStatus();
+}
+
+std::string ServiceConfigJson() {
+  const auto policy = [](std::string_view codes) {
+    return fmt::format(
+        R"("retryPolicy":{{"maxAttempts":{},"initialBackoff":"0.05s","maxBackoff":"1s",)"
+        R"("backoffMultiplier":2,"retryableStatusCodes":[{}]}})",
+        kMaxAttempts, codes);
+  };
+  return fmt::format(R"({{"loadBalancingConfig":[{{"round_robin":{{}}}}],"methodConfig":[)"
+                     R"({{"name":[{{"service":"longsana.v1.LongSana","method":"Generate"}},)"
+                     R"({{"service":"longsana.v1.LongSana","method":"Session"}},)"
+                     R"({{"service":"longsana.v1.LongSana","method":"GetServerInfo"}}],{}}},)"
+                     R"({{"name":[{{"service":"longsana.v1.LongSana","method":"Watch"}}],{}}}]}})",
+                     policy(R"("UNAVAILABLE","RESOURCE_EXHAUSTED")"),
+                     policy(R"("UNAVAILABLE","RESOURCE_EXHAUSTED","NOT_FOUND")"));
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& c) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(c.max_receive_bytes));
-  if (!c.tls) return grpc::CreateCustomChannel(c.server, grpc::InsecureChannelCredentials(), args);
+  args.SetServiceConfigJSON(ServiceConfigJson());
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+  if (!c.authority.empty()) args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, c.authority);
+  const std::string& target = c.target.empty() ? c.server : c.target;
+  if (!c.tls) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = c.ca_pem;
   ssl.pem_cert_chain = c.cert_pem;
   ssl.pem_private_key = c.key_pem;
   if (!c.server_name.empty()) args.SetSslTargetNameOverride(c.server_name);
-  return grpc::CreateCustomChannel(c.server, grpc::SslCredentials(ssl), args);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args);
 }
 
 std::unique_ptr<v1::LongSana::Stub> Connect(const ConnectionOptions& c) {

@@ -44,10 +44,11 @@ for p in "${pkgs[@]}"; do
   fi
 done
 
-# npm packages (test profile): the browser/WebSocket tests and the Node client example, each
+# npm packages (test profile): the browser/WebSocket tests, the manifest tests (kustomize,
+# kubernetes-models) and the Node client example, each
 # pinned by its package-lock.json. `npm ci` runs only when node_modules is missing or older
 # than the lock; Node.js and npm come with the machine (nodejs is added below if absent).
-npm_dirs=(tests/js client/examples/node)
+npm_dirs=(tests/js tests/deploy client/examples/node)
 install_npm() {
   local root dir
   root="$(cd "$(dirname "$0")/.." && pwd)"

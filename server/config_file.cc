@@ -20,6 +20,8 @@ namespace {
 // The flag that names the file; a file naming another file would be an include mechanism
 // nobody asked for.
 constexpr std::string_view kConfigFlag = "config";
+// Validates and exits (server/server_main.cc): not a setting a file could keep.
+constexpr std::string_view kCheckConfigFlag = "check_config";
 
 std::string Normalized(std::string key) {
   std::replace(key.begin(), key.end(), '-', '_');
@@ -128,6 +130,9 @@ absl::StatusOr<AppliedSettings> ApplyConfigFile(const std::string& path) {
     const std::string name = Normalized(key);
     if (!seen.insert(name).second) return error(line, fmt::format("{}: given twice", key));
     if (name == kConfigFlag) return error(line, "config: a config file cannot name another");
+    if (name == kCheckConfigFlag) {
+      return error(line, "check_config: an action of the command line, not a setting");
+    }
     if (value.IsMap()) {
       return error(line, fmt::format("{}: nested mappings are not supported (flat flag: value "
                                      "pairs only)",

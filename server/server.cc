@@ -26,6 +26,7 @@ namespace longsana::server {
 namespace {
 
 constexpr const char* kServiceName = "longsana.v1.LongSana";
+constexpr const char* kLivenessService = "liveness";
 
 // gRPC's "never" for its millisecond arguments.
 int MillisOrNever(std::chrono::milliseconds d) {
@@ -157,8 +158,12 @@ struct Server::Impl {
   void SetHealth(bool serving) {
     grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
     if (health == nullptr) return;
-    health->SetServingStatus(kServiceName, serving);
     health->SetServingStatus(serving);  // every service, including "" (the whole server)
+    health->SetServingStatus(kServiceName, serving);
+    // "liveness" (Kubernetes' liveness probe): the process works, whether or not it takes
+    // sessions; NOT_SERVING only once the device failed, so a pod is never restarted while
+    // it loads or drains.
+    health->SetServingStatus(kLivenessService, service->phase() != ServingPhase::kUnhealthy);
   }
 
   // Polls Engine::Healthy() while serving; an unhealthy engine is sticky (the pod restarts).

@@ -15,6 +15,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -201,6 +202,10 @@ ABSL_FLAG(double, command_rate, DefaultServer().command_rate,
           "commands are read later, not refused (HTTP/2 flow control slows the client).");
 ABSL_FLAG(int, command_burst, DefaultServer().command_burst,
           "Session commands read at once above --command_rate.");
+ABSL_FLAG(bool, check_config, false,
+          "Validate the flags and --config file, print the effective settings that deployments "
+          "must agree with as JSON (exit_deadline_s: the longest SIGTERM takes) and exit: 0 "
+          "valid, 2 invalid. Opens no port and no file but --config.");
 
 namespace longsana::server {
 namespace {
@@ -261,6 +266,33 @@ struct MainEvents {
 
 // After SIGTERM the process exits within drain + grace + this, whatever is still running.
 constexpr std::chrono::seconds kWatchdogMargin{5};
+
+// --check_config: what a Deployment, a balancer and a client must agree with, for tools and
+// tests that read the rendered manifests (tests/deploy).
+std::string CheckConfigJson(const Config& c) {
+  const auto s = [](std::chrono::milliseconds d) {
+    return std::chrono::duration<double>(d).count();
+  };
+  const ServerOptions& o = c.server;
+  return nlohmann::json{
+      {"listen", o.listen},
+      {"http_listen", o.http_listen},
+      {"device", c.engine.device == engine::DeviceKind::kCuda ? "cuda" : "cpu"},
+      {"model_dir", c.engine.model_dir},
+      {"max_sessions", c.engine.max_sessions},
+      {"queue_size", c.engine.queue_size},
+      {"max_num_frames", c.engine.max_num_frames},
+      {"max_live_seconds", s(c.engine.max_live_seconds)},
+      {"drain_timeout_s", s(o.drain_timeout)},
+      {"shutdown_grace_s", s(o.shutdown_grace)},
+      {"watchdog_margin_s", static_cast<double>(kWatchdogMargin.count())},
+      {"exit_deadline_s", s(o.drain_timeout + o.shutdown_grace + kWatchdogMargin)},
+      {"max_connection_age_s", s(o.max_connection_age)},
+      {"max_connection_age_grace_s", s(o.max_connection_age_grace)},
+      {"tls", !o.tls_cert_file.empty()},
+      {"auth_tokens", !o.auth_tokens_file.empty()}}
+      .dump();
+}
 
 // What the shutdown is doing, for the watchdog's last words.
 struct ShutdownProgress {
@@ -518,6 +550,11 @@ int ServerMain(int argc, char** argv, const EngineFactory& create_engine) {
     std::fprintf(stderr, "longsana-server: %s\n",
                  WithFileOrigin(config.status(), from_file, config_file).c_str());
     return 2;
+  }
+
+  if (absl::GetFlag(FLAGS_check_config)) {
+    std::printf("%s\n", CheckConfigJson(*config).c_str());
+    return 0;
   }
 
   ConfigureLogging(config->server.log_level, config->server.log_format);

@@ -32,16 +32,26 @@ std::optional<std::string_view> Metadata(const grpc::CallbackServerContext* cont
   return std::string_view(it->second.data(), it->second.size());
 }
 
-// The request id (echoed in the response's initial metadata) and the tenant; the status
-// when the call is not authenticated (identity.tenant is then the anonymous tenant).
+// The request id and the tenant; the status when the call is not authenticated
+// (identity.tenant is then the anonymous tenant). The request id is echoed in the trailing
+// metadata of every call, and in the initial metadata of one that answers (EchoRequestId):
+// a refusal must stay a trailers-only response, which clients' retry policies (gRPC's,
+// Envoy's) may retry on another replica; response headers would commit the call.
 absl::Status Identify(const LongSanaService& service, grpc::CallbackServerContext* context,
                       CallIdentity* identity) {
   identity->request_id = RequestIdOrNew(Metadata(context, "x-request-id"));
-  context->AddInitialMetadata("x-request-id", identity->request_id);
+  context->AddTrailingMetadata("x-request-id", identity->request_id);
   auto tenant = service.Authenticate(Metadata(context, "authorization"));
   if (!tenant.ok()) return tenant.status();
   identity->tenant = *tenant;
   return absl::OkStatus();
+}
+
+// The request id in the initial metadata, before the call's first response message.
+void EchoRequestId(grpc::CallbackServerContext* context, const CallIdentity& who, bool* echoed) {
+  if (*echoed) return;
+  *echoed = true;
+  context->AddInitialMetadata("x-request-id", who.request_id);
 }
 
 // How long a refused client should wait before retrying, for RESOURCE_EXHAUSTED.
@@ -57,9 +67,15 @@ void RecordRejection(LongSanaService& service, grpc::CallbackServerContext* cont
                RejectReasonName(reason), status.ToString());
   if (service.metrics() != nullptr) service.metrics()->Rejected(reason, who.tenant->name);
   if (absl::IsResourceExhausted(status)) {
-    const auto after = reason == RejectReason::kQueueFull ? kRetryAfterQueueFull : kRetryAfterQuota;
-    // gRPC's retry pushback (honoured by gRPC retry policies) and an HTTP-style hint.
-    context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(after.count()));
+    const bool full = reason == RejectReason::kQueueFull;
+    const auto after = full ? kRetryAfterQueueFull : kRetryAfterQuota;
+    // gRPC's retry pushback (honoured by gRPC retry policies) for a tenant over its quota,
+    // which should slow down. Not for a full replica: there a client's retry policy should
+    // try the next replica at once (pushback would delay that attempt too). An HTTP-style
+    // hint for both.
+    if (!full) {
+      context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(after.count()));
+    }
     context->AddTrailingMetadata(
         "retry-after", std::to_string(std::chrono::ceil<std::chrono::seconds>(after).count()));
   }
@@ -93,7 +109,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
     outbox_->Open(admitted->info);
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void StartEventWrite(const v1::GenerateEvent* event) override {
+    EchoRequestId(context_, who_, &request_id_echoed_);
+    StartWrite(event);
+  }
   void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
 
   void OnWriteDone(bool ok) override {
@@ -130,6 +149,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
+  bool request_id_echoed_ = false;  // EchoRequestId
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<SessionOutbox> outbox_;  // null when the request was rejected
   engine::SessionId session_id_ = 0;
@@ -157,7 +177,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     StartRead(&command_);
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void StartEventWrite(const v1::GenerateEvent* event) override {
+    EchoRequestId(context_, who_, &request_id_echoed_);
+    StartWrite(event);
+  }
   void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
 
   void OnReadDone(bool ok) override {
@@ -388,6 +411,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
+  bool request_id_echoed_ = false;  // EchoRequestId
   v1::SessionCommand command_;  // the read buffer; one read in flight at a time
   std::atomic<bool> finished_direct_{false};
   std::atomic<bool> cancel_sent_{false};
@@ -447,7 +471,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
     viewer_->Start();
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
+  void StartEventWrite(const v1::GenerateEvent* event) override {
+    EchoRequestId(context_, who_, &request_id_echoed_);
+    StartWrite(event);
+  }
   void FinishStream(const absl::Status& status) override {
     spdlog::info("{} watch closed: {}; {} fragments skipped", who_.LogTag(session_id_),
                  status.ok() ? "OK" : status.ToString(), viewer_->skipped_chunks());
@@ -476,6 +503,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
+  bool request_id_echoed_ = false;  // EchoRequestId
   engine::SessionId session_id_ = 0;
   std::shared_ptr<BroadcastViewer> viewer_;  // null when the call was rejected
 };
@@ -602,6 +630,8 @@ grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerCon
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
+  bool echoed = false;
+  EchoRequestId(context, who, &echoed);
   *response = ToServerInfo(engine->Info(), engine->Stats(), build_);
   if (phase_.load() == ServingPhase::kDraining) response->mutable_capacity()->set_draining(true);
   if (deps_.metrics != nullptr) {

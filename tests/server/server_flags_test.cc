@@ -361,7 +361,8 @@ TEST_F(ConfigFile, EveryFlagHasASample) {
   std::set<std::string> ours;
   for (const absl::CommandLineFlag* flag : ProgramFlags()) {
     const std::string name(flag->Name());
-    if (name == "config") continue;  // names the file; not settable inside it
+    // `config` names the file and `check_config` is an action: neither is settable inside it.
+    if (name == "config" || name == "check_config") continue;
     ours.insert(name);
     EXPECT_TRUE(Samples().contains(name))
         << "--" << name << " has no sample in Samples(): add a non-default value";
@@ -465,6 +466,7 @@ TEST_F(ConfigFile, BadFilesFailNamingTheKey) {
       {"engine:\n  max_sessions: 2\n", {"engine", "nested mappings are not supported"}},
       {"max_sessions: 2\nmax-sessions: 3\n", {"line 2", "max-sessions: given twice"}},
       {"config: other.yaml\n", {"config", "cannot name another"}},
+      {"check-config: true\n", {"check_config", "not a setting"}},
       {"max_sessions: [1, 2]\n", {"max_sessions", "not a list"}},
       {"allowed_presets: [fast, [medium]]\n", {"allowed_presets", "list items"}},
       {"- max_sessions\n", {"must be a mapping"}},

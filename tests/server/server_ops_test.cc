@@ -377,6 +377,22 @@ TEST_F(ServerOpsTest, RequestIdsAreEchoedOrGenerated) {
   const auto it = initial.find("x-request-id");
   ASSERT_NE(it, initial.end());
   EXPECT_EQ(std::string(it->second.data(), it->second.size()), "meta-id");
+
+  // A refusal is trailers-only (no response headers, which would commit the call and stop a
+  // client's retry policy from trying another replica); the id is in the trailers.
+  grpc::ClientContext refused;
+  refused.AddMetadata("x-request-id", "refused-id");
+  v1::GenerateRequest bad = SmallRequest(81);
+  bad.set_width(17);
+  auto refused_reader = stub_->Generate(&refused, bad);
+  while (refused_reader->Read(&e)) {
+  }
+  EXPECT_EQ(refused_reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(refused.GetServerInitialMetadata().count("x-request-id"), 0u);
+  const auto& trailing = refused.GetServerTrailingMetadata();
+  const auto t = trailing.find("x-request-id");
+  ASSERT_NE(t, trailing.end());
+  EXPECT_EQ(std::string(t->second.data(), t->second.size()), "refused-id");
 }
 
 TEST_F(ServerOpsTest, ServerInfoNamesTheModelWithoutItsPath) {

@@ -3,9 +3,11 @@
 // longsana-server-fake is the real server program (server/server_main) with the FakeEngine;
 // longsana-server (the real engine on the tiny checkpoint) runs when it is built.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -171,6 +173,36 @@ TEST(ServerProcess, BadFlagsExitTwoAndALoadFailureExitsOne) {
   }
 }
 
+// --check_config: the effective settings of flags over the file, as JSON, opening nothing.
+TEST(ServerProcess, CheckConfigPrintsTheEffectiveSettingsAndTheExitDeadline) {
+  TempDir dir;
+  const std::string config = dir.File("config.yaml");
+  WriteFile(config, "model_dir: /models/none\ndrain_timeout: 50\nmax_sessions: 3\n");
+  auto p = Subprocess::Start({BinaryDir() + "/longsana-server-fake", "--config=" + config,
+                              "--shutdown-grace=7", "--listen=0.0.0.0:1", "--check_config"},
+                             dir.File("check.log"));
+  ASSERT_TRUE(p.ok());
+  auto out = (*p)->WaitForLine("{", 30s);
+  ASSERT_TRUE(out.ok()) << out.status() << ReadFile(dir.File("check.log"));
+  ASSERT_EQ(*(*p)->Wait(30s), 0) << ReadFile(dir.File("check.log"));
+  const auto j = nlohmann::json::parse(*out);
+  EXPECT_EQ(j["model_dir"], "/models/none");
+  EXPECT_EQ(j["max_sessions"], 3);
+  EXPECT_EQ(j["drain_timeout_s"], 50.0);
+  EXPECT_EQ(j["shutdown_grace_s"], 7.0);
+  EXPECT_EQ(j["exit_deadline_s"], 62.0);  // + the 5 s watchdog margin
+  EXPECT_EQ(j["listen"], "0.0.0.0:1");    // not bound: nothing was opened
+  EXPECT_EQ(j["device"], "cpu");
+
+  WriteFile(config, "model_dir: /m\ndrain_timeout: -1\n");
+  auto bad = Subprocess::Start(
+      {BinaryDir() + "/longsana-server-fake", "--config=" + config, "--check_config"},
+      dir.File("bad.log"));
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(*(*bad)->Wait(30s), 2);
+  EXPECT_NE(ReadFile(dir.File("bad.log")).find("drain_timeout"), std::string::npos);
+}
+
 TEST(ServerProcess, ReadyzTurns503AtSigtermBeforeTheGrpcListenerClosesHealthzStaysUp) {
   TempDir dir;
   RunningServer s = StartServerProcess("longsana-server-fake",
@@ -179,6 +211,7 @@ TEST(ServerProcess, ReadyzTurns503AtSigtermBeforeTheGrpcListenerClosesHealthzSta
   ASSERT_NE(s.process, nullptr);
   auto channel = MakeChannel(s.address);
   ASSERT_TRUE(WaitForHealth(channel, "", kServing, 30s));
+  EXPECT_EQ(*CheckHealth(channel, "liveness"), kServing);
   auto ready = HttpGet(s.http_address, "/readyz");
   ASSERT_TRUE(ready.ok()) << ready.status();
   EXPECT_EQ(ready->status, 200);
@@ -196,8 +229,9 @@ TEST(ServerProcess, ReadyzTurns503AtSigtermBeforeTheGrpcListenerClosesHealthzSta
   }
   EXPECT_EQ(readyz, 503);
   // The gRPC listener is still open (health answers NOT_SERVING), the session still runs,
-  // and liveness is fine.
+  // and liveness is fine (gRPC's "liveness", for Kubernetes' probe, and /healthz).
   EXPECT_EQ(*CheckHealth(channel, ""), kNotServing);
+  EXPECT_EQ(*CheckHealth(channel, "liveness"), kServing);
   auto live = HttpGet(s.http_address, "/healthz");
   ASSERT_TRUE(live.ok());
   EXPECT_EQ(live->status, 200);
@@ -443,10 +477,30 @@ TEST(E2E, BenchReportsCountsLatenciesStallsAndRejectionsPerServer) {
             0);
   EXPECT_TRUE(ReadFile(dir.File("chart.svg")).starts_with("<svg"));
 
+  // --balanced: one round_robin channel over both; the busy replica's refusals are retried
+  // on the idle one, so every session completes.
+  const std::string list = fmt::format("{},{}", idle.address, busy.address);
+  const std::string balanced_text = Cli(
+      fmt::format("bench --server {} --balanced --sessions 4 --frames 81 --json 2>/dev/null", list),
+      &code);
+  ASSERT_EQ(code, 0) << balanced_text;
+  const nlohmann::json b = nlohmann::json::parse(balanced_text, nullptr, false);
+  ASSERT_FALSE(b.is_discarded()) << balanced_text;
+  EXPECT_EQ(b["completed"].get<int>(), 4) << b.dump(2);
+  EXPECT_EQ(b["rejected"].get<int>(), 0) << b.dump(2);
+  EXPECT_TRUE(b["servers"].contains(list)) << b.dump(2);
+
   // Usage errors name the flag.
   const std::string bad = Cli(fmt::format("bench --server {} --mix warp:1", idle.address), &code);
   EXPECT_EQ(code, 2) << bad;
   EXPECT_NE(bad.find("--mix"), std::string::npos) << bad;
+  for (const std::string& wrong : {fmt::format("{},nohostport", idle.address),
+                                   fmt::format("{},no-such-host.invalid:1", idle.address),
+                                   fmt::format("{},[::1]:5", idle.address)}) {
+    const std::string out = Cli(fmt::format("generate x -o /dev/null --server '{}'", wrong), &code);
+    EXPECT_EQ(code, 2) << wrong << ": " << out;
+    EXPECT_NE(out.find("--server"), std::string::npos) << out;
+  }
   idle.process->Signal(SIGTERM);
   busy.process->Signal(SIGTERM);
   EXPECT_EQ(*idle.process->Wait(30s), 0);
@@ -578,6 +632,112 @@ TEST(E2E, BrowserApiWebSocketAndPlaygroundOnTheRealEngine) {
   EXPECT_TRUE(ReadFile(screenshot).starts_with("\x89PNG"));
   s.process->Signal(SIGTERM);
   EXPECT_EQ(*s.process->Wait(30s), 0);
+#endif
+}
+
+// Scale-out without a proxy: three replicas of the real engine, 2 slots each and no queue,
+// behind one `longsana --server A,B,C` (a round_robin channel; a refused start is retried on
+// the next replica). Six concurrent generates all succeed. Then a replica holding a session
+// gets SIGTERM: its running session finishes within the drain (the documented behaviour for
+// a drain long enough), it exits 0, and generates started meanwhile all land on the others.
+TEST(E2E, ThreeReplicasBehindTheMultiServerClientScaleOutAndSurviveASigterm) {
+#ifndef LONGSANA_HAVE_ENGINE
+  GTEST_SKIP() << "longsana-server is not built";
+#else
+  TempDir dir;
+  std::vector<RunningServer> replicas;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 3; ++i) {
+    RunningServer s = StartServerProcess(
+        "longsana-server",
+        {"--model-dir=" + TinyModelDir(), "--device=cpu", "--threads=1", "--caption-len=24",
+         "--max-sessions=2", "--queue-size=0", "--drain-timeout=60"},
+        dir.File(fmt::format("replica{}.log", i)));
+    ASSERT_NE(s.process, nullptr);
+    addresses.push_back(s.address);
+    replicas.push_back(std::move(s));
+  }
+  for (const RunningServer& s : replicas) {
+    ASSERT_TRUE(WaitForHealth(MakeChannel(s.address), "", kServing, 300s));
+  }
+  const std::string servers = fmt::format("{}", fmt::join(addresses, ","));
+  // "session ID on ipv4:127.0.0.1:PORT: ..." -> the replica's index; -1 if none.
+  const auto replica_of = [&](const std::string& line) {
+    for (size_t i = 0; i < addresses.size(); ++i) {
+      if (line.find(" on ipv4:" + addresses[i] + ":") != std::string::npos) return int(i);
+    }
+    return -1;
+  };
+  const auto start_generate = [&](const std::string& name, int frames) {
+    auto p = Subprocess::Start({BinaryDir() + "/longsana", "generate", "a lighthouse at dusk", "-o",
+                                dir.File(name + ".mp4"), "--server", servers, "--width=64",
+                                "--height=64", fmt::format("--frames={}", frames), "--timeout=240"},
+                               dir.File(name + ".log"));
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  };
+
+  // 1. Six at once on six slots.
+  std::vector<std::unique_ptr<Subprocess> > clients;
+  for (int i = 0; i < 6; ++i) clients.push_back(start_generate(fmt::format("a{}", i), 81));
+  std::vector<int> served(3, 0);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_NE(clients[i], nullptr);
+    auto accepted = clients[i]->WaitForLine("session ", 240s);
+    ASSERT_TRUE(accepted.ok()) << accepted.status()
+                               << ReadFile(dir.File(fmt::format("a{}.log", i)));
+    const int r = replica_of(*accepted);
+    ASSERT_GE(r, 0) << *accepted;
+    served[r]++;
+    EXPECT_EQ(*clients[i]->Wait(240s), 0)
+        << clients[i]->stdout_text() << ReadFile(dir.File(fmt::format("a{}.log", i)));
+    auto probe = FfprobeVideo(dir.File(fmt::format("a{}.mp4", i)));
+    ASSERT_TRUE(probe.ok()) << probe.status();
+    EXPECT_EQ(probe->frames, 81);
+  }
+  std::cout << fmt::format("six concurrent generates served per replica: {}\n",
+                           fmt::join(served, " / "));
+  EXPECT_EQ(std::count(served.begin(), served.end(), 0), 0) << "a replica served none";
+
+  // 2. Two long sessions; SIGTERM a replica that holds one while it runs.
+  std::vector<std::unique_ptr<Subprocess> > long_clients;
+  std::vector<int> long_replica;
+  for (int i = 0; i < 2; ++i) {
+    long_clients.push_back(start_generate(fmt::format("long{}", i), 481));
+    ASSERT_NE(long_clients.back(), nullptr);
+    auto accepted = long_clients.back()->WaitForLine("session ", 240s);
+    ASSERT_TRUE(accepted.ok()) << accepted.status();
+    long_replica.push_back(replica_of(*accepted));
+    ASSERT_GE(long_replica.back(), 0) << *accepted;
+  }
+  const int drained = long_replica[0];
+  ASSERT_TRUE(long_clients[0]->WaitForLine("chunk ", 240s).ok());  // it is generating
+  replicas[drained].process->Signal(SIGTERM);
+  ASSERT_TRUE(WaitForHealth(MakeChannel(addresses[drained]), "", kNotServing, 30s));
+  std::vector<std::unique_ptr<Subprocess> > new_clients;
+  for (int i = 0; i < 2; ++i) new_clients.push_back(start_generate(fmt::format("new{}", i), 81));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_NE(new_clients[i], nullptr);
+    auto accepted = new_clients[i]->WaitForLine("session ", 240s);
+    ASSERT_TRUE(accepted.ok()) << accepted.status()
+                               << ReadFile(dir.File(fmt::format("new{}.log", i)));
+    EXPECT_NE(replica_of(*accepted), drained) << "a new session went to the draining replica";
+    EXPECT_EQ(*new_clients[i]->Wait(240s), 0) << ReadFile(dir.File(fmt::format("new{}.log", i)));
+  }
+  for (int i = 0; i < 2; ++i) {  // the drained replica's session too: it finished in the drain
+    EXPECT_EQ(*long_clients[i]->Wait(240s), 0)
+        << long_clients[i]->stdout_text() << ReadFile(dir.File(fmt::format("long{}.log", i)));
+    auto probe = FfprobeVideo(dir.File(fmt::format("long{}.mp4", i)));
+    ASSERT_TRUE(probe.ok()) << probe.status();
+    EXPECT_EQ(probe->frames, 481);
+  }
+  EXPECT_EQ(*replicas[drained].process->Wait(90s), 0)
+      << ReadFile(dir.File(fmt::format("replica{}.log", drained)));
+  for (RunningServer& s : replicas) {
+    if (&s == &replicas[drained]) continue;
+    s.process->Signal(SIGTERM);
+    EXPECT_EQ(*s.process->Wait(90s), 0);
+  }
 #endif
 }
 

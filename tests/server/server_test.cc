@@ -275,6 +275,18 @@ TEST_F(ServerTest, CapacityFullQueuesWithPositionQueueFullIsResourceExhausted) {
   EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << c.status.error_message();
   EXPECT_TRUE(c.events.empty());
+  {
+    // A full replica: a retry-after hint but no gRPC pushback, so that a client's retry
+    // policy tries another replica at once.
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, SmallRequest(81));
+    v1::GenerateEvent e;
+    while (reader->Read(&e)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(ctx.GetServerTrailingMetadata().count("retry-after"), 1u);
+    EXPECT_EQ(ctx.GetServerTrailingMetadata().count("grpc-retry-pushback-ms"), 0u);
+  }
 
   v1::ServerInfo info;
   {
@@ -284,7 +296,7 @@ TEST_F(ServerTest, CapacityFullQueuesWithPositionQueueFullIsResourceExhausted) {
   EXPECT_EQ(info.capacity().running(), 1u);
   EXPECT_EQ(info.capacity().queued(), 1u);
   EXPECT_EQ(info.capacity().admissible(), 0u);
-  EXPECT_EQ(info.capacity().rejected(), 1u);
+  EXPECT_EQ(info.capacity().rejected(), 2u);
 
   engine_->SetPaused(false);
   EXPECT_TRUE(a.Finish().ok());
@@ -817,8 +829,10 @@ TEST_F(ServerTest, DrainTimeoutEndsRunningSessionsWithUnavailable) {
 TEST_F(ServerTest, UnhealthyEngineTurnsHealthNotServing) {
   StartServer();
   EXPECT_EQ(*CheckHealth(channel_, ""), kServing);
+  EXPECT_EQ(*CheckHealth(channel_, "liveness"), kServing);
   engine_->SetHealthy(false);
   EXPECT_TRUE(WaitForHealth(channel_, "", kNotServing, 5s));
+  EXPECT_EQ(*CheckHealth(channel_, "liveness"), kNotServing);  // the pod restarts
   const StreamResult r = RunGenerate(*stub_, SmallRequest(81), 10s);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_FALSE(server_->serving());
