@@ -21,6 +21,7 @@ Errors end with the gRPC status: the message names the field. Exit 0 on success.
 """
 
 import argparse
+import json
 import os
 import queue
 import subprocess
@@ -119,6 +120,20 @@ def session(stub, pb, args):
     commands.put(None)
 
 
+# The CLI's service config (client/rpc.cc): balance, and retry what a replica refused before
+# its first message (UNAVAILABLE: draining or not ready; RESOURCE_EXHAUSTED: full).
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "longsana.v1.LongSana", "method": "Generate"},
+                 {"service": "longsana.v1.LongSana", "method": "Session"}],
+        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]},
+    }],
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["generate", "session"])
@@ -147,8 +162,12 @@ def main():
         from longsana.v1 import longsana_pb2 as pb
         from longsana.v1 import longsana_pb2_grpc as pb_grpc
 
+        # Round-robin over every address of the target (dns:///NAME:PORT, or
+        # ipv4:A:P,B:Q) and a refused start retried on the next replica.
         channel = grpc.insecure_channel(
-            args.address, options=[("grpc.max_receive_message_length", 17 * 1024 * 1024)])
+            args.address, options=[("grpc.max_receive_message_length", 17 * 1024 * 1024),
+                                   ("grpc.enable_retries", 1),
+                                   ("grpc.service_config", json.dumps(SERVICE_CONFIG))])
         stub = pb_grpc.LongSanaStub(channel)
         try:
             (generate if args.mode == "generate" else session)(stub, pb, args)
