@@ -478,7 +478,10 @@ int Info(const ConnectionOptions& connection, bool json) {
   fmt::print("          transformer {} ({} params), text encoder {} ({}), vae {} ({})\n",
              m.transformer_class(), HumanCount(m.transformer_params()), m.text_encoder_class(),
              HumanCount(m.text_encoder_params()), m.vae_class(), HumanCount(m.vae_params()));
-  fmt::print("device    {} {}\n", m.device(), m.dtype());
+  fmt::print("device    {} (transformer {}, text encoder {}, VAE {}; TF32 {})\n", m.device(),
+             m.transformer_dtype(), m.text_encoder_dtype(), m.vae_dtype(), m.tf32() ? "on" : "off");
+  fmt::print("warm-up   one first block at {}x{} in {:.2f} s\n", m.warmup_width(),
+             m.warmup_height(), m.warmup_seconds());
   fmt::print(
       "limits    default {}x{}; width/height {}..{} in steps of {}; up to {} frames "
       "({:.1f} s at {} fps); {} frames per block; prompts up to {}\n",

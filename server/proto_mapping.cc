@@ -429,6 +429,13 @@ v1::ServerInfo ToServerInfo(const engine::ModelInfo& info, const engine::EngineS
   m->set_vae_params(static_cast<uint64_t>(info.vae_params));
   m->set_device(info.device);
   m->set_dtype(info.dtype);
+  m->set_transformer_dtype(info.transformer_dtype);
+  m->set_text_encoder_dtype(info.text_encoder_dtype);
+  m->set_vae_dtype(info.vae_dtype);
+  m->set_tf32(info.tf32);
+  m->set_warmup_width(static_cast<uint32_t>(info.warmup_width));
+  m->set_warmup_height(static_cast<uint32_t>(info.warmup_height));
+  m->set_warmup_seconds(info.warmup_seconds);
   // The base name only: the filesystem path is the operator's business.
   std::string_view name = info.model_dir;
   while (name.size() > 1 && name.back() == '/') name.remove_suffix(1);

@@ -117,6 +117,14 @@ ABSL_FLAG(int, realtime_capacity, DefaultEngine().realtime_capacity,
           "longsana-bench-server); 0: estimated from the measured per-block cost of what runs.");
 ABSL_FLAG(int, outbox_chunks, DefaultServer().outbox_chunks,
           "Undelivered video chunks per stream at which the session pauses (slow reader).");
+ABSL_FLAG(int, warmup_width, DefaultEngine().warmup_width,
+          "Warm-up before readiness: one first block at this width (with --warmup_height) "
+          "through every model. 0: the default request size (832x480) on CUDA, the smallest "
+          "on CPU.");
+ABSL_FLAG(int, warmup_height, DefaultEngine().warmup_height, "Warm-up height; see --warmup_width.");
+ABSL_FLAG(bool, allow_tf32, DefaultEngine().allow_tf32,
+          "CUDA: TF32 for matmuls and convolutions (faster fp32 on Ampere and newer; fp32 parity "
+          "tolerances no longer hold). Off by default; no effect on CPU.");
 ABSL_FLAG(bool, text_softcap, DefaultEngine().text_softcap,
           "Gemma-2 attention soft-cap (binding decision 1).");
 ABSL_FLAG(bool, exact_timesteps, DefaultEngine().exact_timesteps,
@@ -452,6 +460,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.engine.max_dimension = absl::GetFlag(FLAGS_max_dimension);
   c.engine.caption_len = absl::GetFlag(FLAGS_caption_len);
   c.engine.text_softcap = absl::GetFlag(FLAGS_text_softcap);
+  c.engine.allow_tf32 = absl::GetFlag(FLAGS_allow_tf32);
+  c.engine.warmup_width = absl::GetFlag(FLAGS_warmup_width);
+  c.engine.warmup_height = absl::GetFlag(FLAGS_warmup_height);
   c.engine.exact_timesteps = absl::GetFlag(FLAGS_exact_timesteps);
   c.engine.encoder_threads = absl::GetFlag(FLAGS_encoder_threads);
   c.engine.media_workers = absl::GetFlag(FLAGS_media_workers);

@@ -252,6 +252,17 @@ struct EngineConfig {
   int queue_size = 16;              // waiting sessions beyond which Submit fails
   int max_batch = 8;                // work items per DiT forward
   int max_num_frames = 961;         // per session, extensions included
+  // CUDA: TF32 for cuBLAS matmuls and cuDNN convolutions (faster fp32 on Ampere+, but the
+  // fp32 parity tolerances no longer hold: GOLDENS.md §5). Off by default, explicitly (LibTorch
+  // itself turns it on for cuDNN). No effect on CPU.
+  bool allow_tf32 = false;
+  // Before readiness, one first block (SamplerOptions::block_frames + 1 latent frames) goes
+  // through the DiT and the VAE at warmup_width x warmup_height, so that readiness means a
+  // session of that size runs (and on CUDA fits in memory), and the first request pays no
+  // lazy initialisation. 0 x 0: the default request size (ModelInfo::default_width/height,
+  // 832x480) on CUDA, and min_dimension x min_dimension on CPU, where a 480p block takes
+  // minutes. Both or neither; multiples of 16 in [min_dimension, max_dimension].
+  int warmup_width = 0, warmup_height = 0;
   // A live session completes when its video reaches this length (and at the latest where
   // the model's RoPE table ends).
   std::chrono::milliseconds max_live_seconds{240'000};
@@ -307,7 +318,13 @@ struct ModelInfo {
   std::string pipeline_class, transformer_class, vae_class, text_encoder_class;
   int64_t transformer_params = 0, text_encoder_params = 0, vae_params = 0;
   std::string device;               // "cpu", "cuda"
-  std::string dtype;                // "float32", "bfloat16"
+  std::string dtype;                // the transformer's: "float32", "bfloat16"
+  // Each component's compute dtype, and whether TF32 is on (CUDA and allow_tf32).
+  std::string transformer_dtype, text_encoder_dtype, vae_dtype;
+  bool tf32 = false;
+  // The warm-up that ran before readiness (EngineConfig::warmup_width): size and seconds.
+  int warmup_width = 0, warmup_height = 0;
+  double warmup_seconds = 0;
   int fps = 16;
   int block_latent_frames = 10;
   int default_width = 832, default_height = 480;

@@ -32,6 +32,18 @@ absl::Status EngineConfig::Validate() const {
   if (max_dimension < min_dimension || max_dimension % 16 != 0 || max_dimension > 8192) {
     return Bad("max_dimension", "must be a multiple of 16 in [min_dimension, 8192]");
   }
+  if ((warmup_width == 0) != (warmup_height == 0)) {
+    return Bad(warmup_width == 0 ? "warmup_width" : "warmup_height",
+               "give warmup_width and warmup_height together (0 x 0: automatic)");
+  }
+  for (const auto& [field, value] :
+       {std::pair{"warmup_width", warmup_width}, std::pair{"warmup_height", warmup_height}}) {
+    if (value != 0 && (value % 16 != 0 || value < min_dimension || value > max_dimension)) {
+      return Bad(field,
+                 "must be 0 (automatic) or a multiple of 16 in [min_dimension, "
+                 "max_dimension]");
+    }
+  }
   if (caption_len < 2 || caption_len > 4096) return Bad("caption_len", "must be in [2, 4096]");
   if (fps < 1 || fps > 240) return Bad("fps", "must be in [1, 240]");
   if (encoder_threads < 0 || encoder_threads > 64) {

@@ -1,5 +1,6 @@
 #include "engine/runner/engine_impl.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
@@ -72,6 +73,8 @@ void EngineImpl::Start() {
   int64_t budget = config_.memory_budget_bytes;
 #if LONGSANA_TORCH_CUDA
   if (budget == 0 && device_.is_cuda()) {
+    // After the warm-up: the caching allocator keeps the activations of its first block,
+    // which serving needs again, so the slots get a share of what is free beside them.
     size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
       budget =
@@ -117,6 +120,12 @@ absl::Status EngineImpl::Load() {
   spdlog::info("loading {} from {} onto {}", dir_.index.class_name, config_.model_dir,
                device_.str());
   spdlog::info("loading transformer ({} parameters)", CountParams(DitParamSpecs(dir_.transformer)));
+  if (device_.is_cuda()) {
+    // Both ways and explicitly: LibTorch's own default has cuDNN's TF32 on.
+    at::globalContext().setAllowTF32CuBLAS(config_.allow_tf32);
+    at::globalContext().setAllowTF32CuDNN(config_.allow_tf32);
+    spdlog::info("TF32 {} (--allow_tf32)", config_.allow_tf32 ? "on" : "off");
+  }
   DitOptions dit;
   dit.device = device_;
   dit.dtype = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -166,29 +175,42 @@ absl::Status EngineImpl::Load() {
 }
 
 absl::Status EngineImpl::WarmUp() {
-  // One forward of every model at the smallest size, so the first request pays no lazy
-  // initialisation and readiness means the device works.
+  // One first block of a session through every model, at the default request size on CUDA
+  // (readiness then means such a session runs and fits) or the smallest size on CPU.
   const auto t0 = Clock::now();
+  int width = config_.warmup_width, height = config_.warmup_height;
+  if (width == 0) {
+    const ModelInfo defaults;
+    width = device_.is_cuda() ? defaults.default_width : config_.min_dimension;
+    height = device_.is_cuda() ? defaults.default_height : config_.min_dimension;
+  }
   try {
     LONGSANA_ASSIGN_OR_RETURN(Caption caption, text_->Encode("warm-up"));
-    const int64_t lh = config_.min_dimension / 8, lw = config_.min_dimension / 8;
+    const int64_t lh = height / 8, lw = width / 8;
+    const int64_t frames = SamplerOptions{}.block_frames + 1;  // a video's first block
     auto state = dit_->NewState(dit_->StateSpec(lh, lw, -1));
     DitWorkItem item;
-    item.latent = at::zeros({dit_->config().in_channels, 1, lh, lw});
+    item.latent = at::zeros({dit_->config().in_channels, frames, lh, lw});
     item.timestep = 1000;
     item.caption = caption.embedding;
     item.caption_mask = caption.mask;
     item.state = state.get();
     at::Tensor v = dit_->Forward({&item, 1});
     LONGSANA_ASSIGN_OR_RETURN(auto cache, vae_->NewCache(lh, lw));
-    at::Tensor video = vae_->DecodeBlock(v.slice(2, 0, 1), cache.get());
+    at::Tensor video = vae_->DecodeBlock(v, cache.get());
     if (!video.isfinite().all().item<bool>()) {
       return absl::InternalError("warm-up produced non-finite values");
     }
   } catch (...) {
-    return StatusFromCurrentException("warm-up forward");
+    return StatusFromCurrentException(StrCat("warm-up forward at ", width, "x", height));
   }
-  spdlog::info("warm-up forward done in {:.2f} s", Seconds(Clock::now() - t0));
+  warmup_width_ = width;
+  warmup_height_ = height;
+  warmup_seconds_ = Seconds(Clock::now() - t0);
+  spdlog::info(
+      "warm-up: one first block ({} latent frames) at {}x{} through the DiT and the "
+      "VAE in {:.2f} s",
+      SamplerOptions{}.block_frames + 1, width, height, warmup_seconds_);
   return absl::OkStatus();
 }
 
@@ -639,7 +661,17 @@ ModelInfo EngineImpl::Info() const {
   m.text_encoder_params = CountParams(Gemma2ParamSpecs(dir_.text_encoder));
   m.vae_params = CountParams(WanVaeDecoderParamSpecs(dir_.vae));
   m.device = device_.is_cuda() ? "cuda" : "cpu";
-  m.dtype = device_.is_cuda() ? "bfloat16" : "float32";
+  const auto name = [](at::ScalarType t) {
+    return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
+  };
+  m.transformer_dtype = name(dit_->options().dtype);
+  m.text_encoder_dtype = name(text_->encoder().dtype());
+  m.vae_dtype = name(vae_->options().dtype);
+  m.dtype = m.transformer_dtype;
+  m.tf32 = device_.is_cuda() && config_.allow_tf32;
+  m.warmup_width = warmup_width_;
+  m.warmup_height = warmup_height_;
+  m.warmup_seconds = warmup_seconds_;
   m.fps = config_.fps;
   m.block_latent_frames = static_cast<int>(SamplerOptions{}.block_frames);
   m.min_dimension = config_.min_dimension;

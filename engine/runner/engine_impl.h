@@ -68,6 +68,9 @@ class EngineImpl final : public Engine {
   double BlockCost(const SessionSpec& spec) const;
 
   EngineConfig config_;
+  // What WarmUp ran (ModelInfo reports it).
+  int warmup_width_ = 0, warmup_height_ = 0;
+  double warmup_seconds_ = 0;
   int live_limit_frames_ = 0;  // a live session's longest video: max_live_seconds and RoPE
   at::Device device_;
   ModelDirectory dir_;

@@ -79,6 +79,31 @@ TEST(Engine, SameSeedSameBytesAloneOrBatchedWithOthers) {
   EXPECT_GT(stats.forward_items, stats.forwards);
 }
 
+// An explicit warm-up size runs a first block at that size and is reported; a bad one is
+// refused before anything loads, naming the field.
+TEST(Engine, WarmUpRunsAtTheConfiguredSizeAndReportsIt) {
+  EngineConfig config = TinyConfig();
+  config.warmup_width = 96;
+  config.warmup_height = 64;
+  auto engine = MakeEngine(config);
+  ASSERT_TRUE(engine);
+  const ModelInfo info = engine->Info();
+  EXPECT_EQ(info.warmup_width, 96);
+  EXPECT_EQ(info.warmup_height, 64);
+  EXPECT_GT(info.warmup_seconds, 0);
+
+  config.warmup_width = 0;  // without its height
+  auto bad = CreateEngine(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("warmup_width"), std::string::npos)
+      << bad.status();
+  config.warmup_width = 50;
+  bad = CreateEngine(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("warmup_width"), std::string::npos)
+      << bad.status();
+}
+
 TEST(Engine, CancelFreesTheSlotAndTheQueuedSessionStarts) {
   EngineConfig config = TinyConfig();
   config.max_sessions = 1;
@@ -279,6 +304,16 @@ TEST(Engine, InfoDescribesTheModel) {
   EXPECT_EQ(info.text_encoder_params, 103728);
   EXPECT_EQ(info.vae_params, 524091);
   EXPECT_EQ(info.device, "cpu");
+  // Every component's dtype as it runs: fp32 on CPU; TF32 is a CUDA matter.
+  EXPECT_EQ(info.transformer_dtype, "float32");
+  EXPECT_EQ(info.text_encoder_dtype, "float32");
+  EXPECT_EQ(info.vae_dtype, "float32");
+  EXPECT_EQ(info.dtype, info.transformer_dtype);
+  EXPECT_FALSE(info.tf32);
+  // CPU: the automatic warm-up is the smallest size (a 480p block takes minutes there).
+  EXPECT_EQ(info.warmup_width, 32);
+  EXPECT_EQ(info.warmup_height, 32);
+  EXPECT_GT(info.warmup_seconds, 0);
   EXPECT_EQ(info.fps, 16);
   EXPECT_TRUE(engine->Healthy());
   EXPECT_EQ(engine->Stats().admissible, 4);

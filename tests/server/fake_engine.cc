@@ -290,7 +290,7 @@ engine::ModelInfo FakeEngine::Info() const {
   info.vae_class = "FakeVae";
   info.text_encoder_class = "FakeTextEncoder";
   info.device = "cpu";
-  info.dtype = "float32";
+  info.dtype = info.transformer_dtype = info.text_encoder_dtype = info.vae_dtype = "float32";
   info.fps = options_.fps;
   info.block_latent_frames = options_.block_latent_frames;
   info.default_width = options_.default_width;

@@ -189,6 +189,13 @@ TEST(EngineToProto, AcceptedChunkAckCompletedServerInfo) {
   EXPECT_DOUBLE_EQ(c.block_timings(0).ready_seconds(), 0.7);
 
   engine::ModelInfo mi;
+  mi.dtype = mi.transformer_dtype = "bfloat16";
+  mi.text_encoder_dtype = "bfloat16";
+  mi.vae_dtype = "float32";
+  mi.tf32 = true;
+  mi.warmup_width = 832;
+  mi.warmup_height = 480;
+  mi.warmup_seconds = 1.5;
   engine::EngineStats es;
   es.running = 2;
   es.queued = 1;
@@ -198,6 +205,14 @@ TEST(EngineToProto, AcceptedChunkAckCompletedServerInfo) {
   EXPECT_EQ(si.limits().max_prompt_bytes(), kMaxPromptBytes);
   EXPECT_EQ(si.capacity().running(), 2u);
   EXPECT_TRUE(si.capacity().draining());
+  EXPECT_EQ(si.model().dtype(), "bfloat16");
+  EXPECT_EQ(si.model().transformer_dtype(), "bfloat16");
+  EXPECT_EQ(si.model().text_encoder_dtype(), "bfloat16");
+  EXPECT_EQ(si.model().vae_dtype(), "float32");
+  EXPECT_TRUE(si.model().tf32());
+  EXPECT_EQ(si.model().warmup_width(), 832u);
+  EXPECT_EQ(si.model().warmup_height(), 480u);
+  EXPECT_DOUBLE_EQ(si.model().warmup_seconds(), 1.5);
 }
 
 TEST(ToSessionSpec, PacingAndLookahead) {

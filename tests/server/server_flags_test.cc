@@ -36,6 +36,8 @@ ABSL_DECLARE_FLAG(int, min_crf);
 ABSL_DECLARE_FLAG(std::string, max_bitrate);
 ABSL_DECLARE_FLAG(std::string, max_chunk_bytes);
 ABSL_DECLARE_FLAG(int, media_workers);
+ABSL_DECLARE_FLAG(int, warmup_width);
+ABSL_DECLARE_FLAG(int, warmup_height);
 ABSL_DECLARE_FLAG(double, stall_timeout);
 ABSL_DECLARE_FLAG(int, text_queue_size);
 ABSL_DECLARE_FLAG(int, max_pending_commands);
@@ -194,6 +196,17 @@ TEST_F(ServerFlags, BadValuesNameTheFlag) {
       {"max_chunk_bytes", [] { absl::SetFlag(&FLAGS_max_chunk_bytes, std::string("1k")); }},
       {"max_chunk_bytes", [] { absl::SetFlag(&FLAGS_max_chunk_bytes, std::string("lots")); }},
       {"media_workers", [] { absl::SetFlag(&FLAGS_media_workers, -1); }},
+      {"warmup_width", [] { absl::SetFlag(&FLAGS_warmup_height, 64); }},  // one without the other
+      {"warmup_width",
+       [] {
+         absl::SetFlag(&FLAGS_warmup_width, 20);
+         absl::SetFlag(&FLAGS_warmup_height, 64);
+       }},
+      {"warmup_height",
+       [] {
+         absl::SetFlag(&FLAGS_warmup_width, 64);
+         absl::SetFlag(&FLAGS_warmup_height, 100000);
+       }},
       {"stall_timeout", [] { absl::SetFlag(&FLAGS_stall_timeout, -1.0); }},
       {"text_queue_size", [] { absl::SetFlag(&FLAGS_text_queue_size, 0); }},
       {"max_pending_commands", [] { absl::SetFlag(&FLAGS_max_pending_commands, 0); }},
@@ -329,6 +342,9 @@ const std::map<std::string, Sample>& Samples() {
       {"stall_timeout", {"30"}},
       {"text_queue_size", {"9"}},
       {"text_softcap", {"true"}},
+      {"allow_tf32", {"true"}},
+      {"warmup_width", {"64"}},
+      {"warmup_height", {"80"}},
       {"threads", {"3"}},
       {"tls_cert", {"/etc/tls/server.pem"}},
       {"tls_client_ca", {"/etc/tls/clients.pem"}},
