@@ -144,26 +144,10 @@ absl::Status ResolveServer(ConnectionOptions* c) {
   return absl::OkStatus();
 }
 
-std::string ServiceConfigJson() {
-  const auto policy = [](std::string_view codes) {
-    return fmt::format(
-        R"("retryPolicy":{{"maxAttempts":{},"initialBackoff":"0.05s","maxBackoff":"1s",)"
-        R"("backoffMultiplier":2,"retryableStatusCodes":[{}]}})",
-        kMaxAttempts, codes);
-  };
-  return fmt::format(R"({{"loadBalancingConfig":[{{"round_robin":{{}}}}],"methodConfig":[)"
-                     R"({{"name":[{{"service":"longsana.v1.LongSana","method":"Generate"}},)"
-                     R"({{"service":"longsana.v1.LongSana","method":"Session"}},)"
-                     R"({{"service":"longsana.v1.LongSana","method":"GetServerInfo"}}],{}}},)"
-                     R"({{"name":[{{"service":"longsana.v1.LongSana","method":"Watch"}}],{}}}]}})",
-                     policy(R"("UNAVAILABLE","RESOURCE_EXHAUSTED")"),
-                     policy(R"("UNAVAILABLE","RESOURCE_EXHAUSTED","NOT_FOUND")"));
-}
-
 std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& c) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(c.max_receive_bytes));
-  args.SetServiceConfigJSON(ServiceConfigJson());
+  args.SetServiceConfigJSON(std::string(ServiceConfigJson()));
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
   if (!c.authority.empty()) args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, c.authority);
   const std::string& target = c.target.empty() ? c.server : c.target;

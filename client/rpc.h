@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "client/commands.h"
 #include "longsana/v1/longsana.grpc.pb.h"
@@ -17,13 +18,13 @@ namespace longsana::client {
 // "RESOURCE_EXHAUSTED" etc.
 const char* CodeName(grpc::StatusCode code);
 
-// The gRPC service config of every channel: round_robin over the target's addresses, and a
-// call refused before its first response message (UNAVAILABLE: draining, not ready, gone;
-// RESOURCE_EXHAUSTED: slots and queue full) retried, up to kMaxAttempts in all, on the next
+// The gRPC service config of every channel, client/service_config.json (the Python and Node
+// examples read the same file): round_robin over the target's addresses, and a call refused
+// before its first response message (UNAVAILABLE: draining, not ready, gone;
+// RESOURCE_EXHAUSTED: slots and queue full) retried, up to 5 attempts in all, on the next
 // replica; Watch also on NOT_FOUND (the session lives on another replica). A call that has
 // received anything is never retried (gRPC commits it).
-inline constexpr int kMaxAttempts = 5;
-std::string ServiceConfigJson();
+std::string_view ServiceConfigJson();
 
 std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& c);
 std::unique_ptr<v1::LongSana::Stub> Connect(const ConnectionOptions& c);

@@ -47,10 +47,9 @@ absl::Status Identify(const LongSanaService& service, grpc::CallbackServerContex
   return absl::OkStatus();
 }
 
-// The request id in the initial metadata, before the call's first response message.
-void EchoRequestId(grpc::CallbackServerContext* context, const CallIdentity& who, bool* echoed) {
-  if (*echoed) return;
-  *echoed = true;
+// The request id in the initial metadata of a call that answers: once it is admitted, before
+// its first response message can be written.
+void EchoRequestId(grpc::CallbackServerContext* context, const CallIdentity& who) {
   context->AddInitialMetadata("x-request-id", who.request_id);
 }
 
@@ -106,13 +105,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
     outbox_ = std::move(admitted->outbox);
     session_id_ = admitted->info.id;
     peer_lease_ = std::move(admitted->peer_lease);
+    EchoRequestId(context_, who_);
     outbox_->Open(admitted->info);
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override {
-    EchoRequestId(context_, who_, &request_id_echoed_);
-    StartWrite(event);
-  }
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
   void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
 
   void OnWriteDone(bool ok) override {
@@ -149,7 +146,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
-  bool request_id_echoed_ = false;  // EchoRequestId
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<SessionOutbox> outbox_;  // null when the request was rejected
   engine::SessionId session_id_ = 0;
@@ -177,10 +173,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
     StartRead(&command_);
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override {
-    EchoRequestId(context_, who_, &request_id_echoed_);
-    StartWrite(event);
-  }
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
   void FinishStream(const absl::Status& status) override { Finish(ToGrpcStatus(status)); }
 
   void OnReadDone(bool ok) override {
@@ -327,6 +320,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
       admitted->engine->Cancel(admitted->info.id, CancelReason(context_));
       return false;
     }
+    EchoRequestId(context_, who_);
     admitted->outbox->Open(admitted->info);
     return true;
   }
@@ -411,7 +405,6 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionCommand, 
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
-  bool request_id_echoed_ = false;  // EchoRequestId
   v1::SessionCommand command_;  // the read buffer; one read in flight at a time
   std::atomic<bool> finished_direct_{false};
   std::atomic<bool> cancel_sent_{false};
@@ -467,14 +460,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
       return;
     }
     viewer_ = std::move(*viewer);
+    EchoRequestId(context_, who_);
     spdlog::info("{} watch opened: Watch from {}", who_.LogTag(session_id_), context->peer());
     viewer_->Start();
   }
 
-  void StartEventWrite(const v1::GenerateEvent* event) override {
-    EchoRequestId(context_, who_, &request_id_echoed_);
-    StartWrite(event);
-  }
+  void StartEventWrite(const v1::GenerateEvent* event) override { StartWrite(event); }
   void FinishStream(const absl::Status& status) override {
     spdlog::info("{} watch closed: {}; {} fragments skipped", who_.LogTag(session_id_),
                  status.ok() ? "OK" : status.ToString(), viewer_->skipped_chunks());
@@ -503,7 +494,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::GenerateEvent>, p
   LongSanaService* const service_;
   grpc::CallbackServerContext* const context_;
   CallIdentity who_;
-  bool request_id_echoed_ = false;  // EchoRequestId
   engine::SessionId session_id_ = 0;
   std::shared_ptr<BroadcastViewer> viewer_;  // null when the call was rejected
 };
@@ -630,8 +620,7 @@ grpc::ServerUnaryReactor* LongSanaService::GetServerInfo(grpc::CallbackServerCon
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
-  bool echoed = false;
-  EchoRequestId(context, who, &echoed);
+  EchoRequestId(context, who);
   *response = ToServerInfo(engine->Info(), engine->Stats(), build_);
   if (phase_.load() == ServingPhase::kDraining) response->mutable_capacity()->set_draining(true);
   if (deps_.metrics != nullptr) {

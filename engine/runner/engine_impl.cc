@@ -184,10 +184,10 @@ absl::Status EngineImpl::WarmUp() {
     width = device_.is_cuda() ? defaults.default_width : config_.min_dimension;
     height = device_.is_cuda() ? defaults.default_height : config_.min_dimension;
   }
+  const int64_t frames = SamplerOptions{}.block_frames + 1;  // a video's first block
   try {
     LONGSANA_ASSIGN_OR_RETURN(Caption caption, text_->Encode("warm-up"));
     const int64_t lh = height / 8, lw = width / 8;
-    const int64_t frames = SamplerOptions{}.block_frames + 1;  // a video's first block
     auto state = dit_->NewState(dit_->StateSpec(lh, lw, -1));
     DitWorkItem item;
     item.latent = at::zeros({dit_->config().in_channels, frames, lh, lw});
@@ -210,7 +210,7 @@ absl::Status EngineImpl::WarmUp() {
   spdlog::info(
       "warm-up: one first block ({} latent frames) at {}x{} through the DiT and the "
       "VAE in {:.2f} s",
-      SamplerOptions{}.block_frames + 1, width, height, warmup_seconds_);
+      frames, width, height, warmup_seconds_);
   return absl::OkStatus();
 }
 

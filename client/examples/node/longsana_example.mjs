@@ -29,16 +29,9 @@ import protoLoader from "@grpc/proto-loader";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const protoDir = path.join(here, "..", "..", "..", "proto");
 
-export const SERVICE_CONFIG = {
-  loadBalancingConfig: [{ round_robin: {} }],
-  methodConfig: [{
-    name: [{ service: "longsana.v1.LongSana", method: "Generate" },
-           { service: "longsana.v1.LongSana", method: "Session" }],
-    retryPolicy: { maxAttempts: 5, initialBackoff: "0.05s", maxBackoff: "1s",
-                   backoffMultiplier: 2,
-                   retryableStatusCodes: ["UNAVAILABLE", "RESOURCE_EXHAUSTED"] },
-  }],
-};
+// The CLI's service config: round_robin, and refused starts retried on the next replica.
+export const SERVICE_CONFIG = fs.readFileSync(path.join(here, "..", "..", "service_config.json"),
+                                              "utf8");
 
 export function loadStub(address, { token = "" } = {}) {
   const definition = protoLoader.loadSync(path.join(protoDir, "longsana/v1/longsana.proto"), {
@@ -49,8 +42,8 @@ export function loadStub(address, { token = "" } = {}) {
   const stub = new LongSana(address, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 17 * 1024 * 1024,
     // Round-robin over every address of the target (dns:///NAME:PORT, or ipv4:A:P,B:Q) and a
-    // refused start retried on the next replica (the CLI's service config, client/rpc.cc).
-    "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
+    // refused start retried on the next replica (client/service_config.json).
+    "grpc.service_config": SERVICE_CONFIG,
   });
   const metadata = new grpc.Metadata();
   if (token) metadata.set("authorization", `Bearer ${token}`);

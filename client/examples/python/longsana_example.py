@@ -21,7 +21,6 @@ Errors end with the gRPC status: the message names the field. Exit 0 on success.
 """
 
 import argparse
-import json
 import os
 import queue
 import subprocess
@@ -120,18 +119,11 @@ def session(stub, pb, args):
     commands.put(None)
 
 
-# The CLI's service config (client/rpc.cc): balance, and retry what a replica refused before
-# its first message (UNAVAILABLE: draining or not ready; RESOURCE_EXHAUSTED: full).
-SERVICE_CONFIG = {
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "methodConfig": [{
-        "name": [{"service": "longsana.v1.LongSana", "method": "Generate"},
-                 {"service": "longsana.v1.LongSana", "method": "Session"}],
-        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "1s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]},
-    }],
-}
+# The CLI's service config (client/service_config.json): balance over every address of the
+# target, and retry what a replica refused before its first message (UNAVAILABLE: draining or
+# not ready; RESOURCE_EXHAUSTED: full) on the next one.
+SERVICE_CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                   "service_config.json")
 
 
 def main():
@@ -164,10 +156,12 @@ def main():
 
         # Round-robin over every address of the target (dns:///NAME:PORT, or
         # ipv4:A:P,B:Q) and a refused start retried on the next replica.
+        with open(SERVICE_CONFIG_FILE, encoding="utf-8") as f:
+            service_config = f.read()
         channel = grpc.insecure_channel(
             args.address, options=[("grpc.max_receive_message_length", 17 * 1024 * 1024),
                                    ("grpc.enable_retries", 1),
-                                   ("grpc.service_config", json.dumps(SERVICE_CONFIG))])
+                                   ("grpc.service_config", service_config)])
         stub = pb_grpc.LongSanaStub(channel)
         try:
             (generate if args.mode == "generate" else session)(stub, pb, args)
