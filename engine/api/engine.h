@@ -215,6 +215,9 @@ struct ForwardSample {
   int64_t tokens_per_item = 0;  // DiT tokens of each item
   double seconds = 0;           // wall time of the forward, the one-by-one retries included
   bool failed = false;          // the batched forward threw (its items were then retried alone)
+  // Times the step (forward and sampler update) asked the host to wait for the device
+  // (engine/common/device_ops.h): 0 by design, so forwards queue back to back on a GPU.
+  int64_t step_host_waits = 0;
 };
 
 // Measurements the engine reports as they happen; implemented by the server's metrics.

@@ -103,7 +103,6 @@ void EngineImpl::Start() {
   RunnerOptions runner;
   runner.fps = config_.fps;
   runner.stall_timeout = config_.stall_timeout;
-  runner.cuda = device_.is_cuda();
   runner.after_failure = [this] { MarkUnhealthyIfDeviceBroken(); };
   runner.observer = config_.observer;
   runner_ = std::make_unique<Runner>(registry_, *dit_, *vae_, *media_, runner);
@@ -198,7 +197,7 @@ absl::Status EngineImpl::WarmUp() {
     at::Tensor v = dit_->Forward({&item, 1});
     LONGSANA_ASSIGN_OR_RETURN(auto cache, vae_->NewCache(lh, lw));
     at::Tensor video = vae_->DecodeBlock(v, cache.get());
-    if (!video.isfinite().all().item<bool>()) {
+    if (!device::ToHost(video.isfinite().all()).item<bool>()) {
       return absl::InternalError("warm-up produced non-finite values");
     }
   } catch (...) {
@@ -236,7 +235,7 @@ EngineImpl::~EngineImpl() {
 void EngineImpl::MarkUnhealthyIfDeviceBroken() {
   if (!device_.is_cuda()) return;
   try {
-    (void)at::ones({1}, at::TensorOptions().device(device_)).sum().item<float>();
+    (void)device::ToHost(at::ones({1}, at::TensorOptions().device(device_)).sum()).item<float>();
   } catch (...) {
     spdlog::error("device unusable after an error ({}); reporting unhealthy",
                   StatusFromCurrentException("device check").ToString());

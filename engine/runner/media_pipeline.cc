@@ -6,13 +6,10 @@
 #include <optional>
 #include <span>
 
+#include "engine/common/device_ops.h"
 #include "engine/common/fault_injection.h"
 #include "engine/common/str_util.h"
 #include "engine/runner/status_from_exception.h"
-#if LONGSANA_TORCH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 namespace longsana::engine {
 namespace {
@@ -108,13 +105,10 @@ absl::StatusOr<EncodedFragment> MediaPipeline::DecodeAndEncode(Session& s, Media
   absl::StatusOr<EncodedFragment> fragment = absl::InternalError("not run");
   try {
     const auto t0 = Clock::now();
-#if LONGSANA_TORCH_CUDA
-    // The latent was allocated on the runner's stream: keep the caching allocator from
-    // handing its memory back to that stream while this stream still reads it.
-    if (piece == 0 && job.latent.is_cuda()) {
-      job.latent.record_stream(c10::cuda::getCurrentCUDAStream());
-    }
-#endif
+    // The latent comes from the runner's stream: this stream waits for it on the device, and
+    // the caching allocator keeps its memory from the runner's stream until this stream has
+    // read it.
+    if (piece == 0) job.ready.WaitOnCurrentStream({job.latent});
     // Decoding a block one latent frame at a time with the same cache gives the same frames
     // (wan_vae_decoder.h), so both fragment layouts carry identical video.
     const at::Tensor latent = pieces == 1 ? job.latent : job.latent.slice(1, piece, piece + 1);
@@ -128,7 +122,7 @@ absl::StatusOr<EncodedFragment> MediaPipeline::DecodeAndEncode(Session& s, Media
                         "injected fault in the middle of the VAE decode of session ", id);
           }
         });
-    at::Tensor frames = VideoToUint8Frames(video).to(at::kCPU).contiguous();  // [F, H, W, 3]
+    at::Tensor frames = device::ToHost(VideoToUint8Frames(video));  // [F, H, W, 3]
     const auto t1 = Clock::now();
     fragment = s.encoder->EncodeFragment(
         std::span<const uint8_t>(frames.data_ptr<uint8_t>(), frames.numel()),
@@ -191,11 +185,8 @@ void MediaPipeline::EmitLocked(SessionRegistry::Lock& lock, Session& s, const Me
 
 void MediaPipeline::Loop() {
   c10::InferenceMode inference;
-#if LONGSANA_TORCH_CUDA
   // Decode on a stream of its own so it overlaps the runner's forwards on the GPU.
-  std::optional<c10::cuda::CUDAStreamGuard> stream_guard;
-  if (options_.cuda) stream_guard.emplace(c10::cuda::getStreamFromPool(false));
-#endif
+  device::OwnStream stream(vae_.device());
   SessionRegistry::Lock lock(registry_);
   while (true) {
     lock.Sync();

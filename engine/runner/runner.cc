@@ -9,9 +9,6 @@
 #include "engine/common/fault_injection.h"
 #include "engine/common/str_util.h"
 #include "engine/runner/status_from_exception.h"
-#if LONGSANA_TORCH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#endif
 
 namespace longsana::engine {
 namespace {
@@ -208,6 +205,8 @@ absl::Status Runner::SetUp(Session& s) {
 
 void Runner::Loop() {
   c10::InferenceMode inference;
+  // Forwards on a stream of their own; the media and text workers have theirs.
+  device::OwnStream stream(dit_.options().device);
   SessionRegistry::Lock lock(registry_);
   while (!registry_.stopping) {
     registry_.AdmitLocked(lock);
@@ -303,6 +302,7 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
   }
 
   std::vector<absl::Status> errors(batch.size());
+  const device::TransferCounts counts_before = device::ThreadCounts();
   try {
     RunSamplerStep(dit_, samplers, [&](int64_t layer) { CheckFaults(batch, before, layer); });
   } catch (...) {
@@ -328,16 +328,20 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
       }
     }
   }
+  const int64_t step_host_waits = (device::ThreadCounts() - counts_before).host_waits;
+  // The media workers wait for this fence on the device, not the host.
+  const device::Fence done = device::Fence::Record(dit_.options().device);
+  previous_forward_.HostWait();
+  previous_forward_ = done;
+  // On CUDA this is the time until the previous forward finished: in a steady stream of
+  // forwards, one forward's device time, attributed one forward late.
   const double seconds = Seconds(Clock::now() - t0);
-#if LONGSANA_TORCH_CUDA
-  // The finished latents must be computed before another stream reads them.
-  if (options_.cuda) c10::cuda::getCurrentCUDAStream().synchronize();
-#endif
   if (options_.observer) {
     options_.observer->OnForward({.items = static_cast<int>(batch.size()),
                                   .tokens_per_item = tokens_per_item,
                                   .seconds = seconds,
-                                  .failed = batch_failed});
+                                  .failed = batch_failed,
+                                  .step_host_waits = step_host_waits});
   }
 
   SessionRegistry::Lock lock(registry_);
@@ -366,9 +370,10 @@ void Runner::Execute(const std::vector<std::shared_ptr<Session>>& batch) {
       lock.Notify(s.events);
     }
     if (auto latent = sampler.TakeFinishedBlock()) {
-      media_.PushLocked(lock, batch[i],
-                        MediaJob{before[i].block, *latent, s.block_dit_seconds[before[i].block],
-                                 s.block_dit_share[before[i].block]});
+      media_.PushLocked(
+          lock, batch[i],
+          MediaJob{before[i].block, *latent, done, s.block_dit_seconds[before[i].block],
+                   s.block_dit_share[before[i].block]});
     }
     s.dit_done = s.pending_ops.empty() && sampler.done();
   }

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/device_ops.h"
 #include "engine/models/longsana_dit/dit_model.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
 #include "engine/runner/media_pipeline.h"
@@ -32,7 +33,6 @@ namespace longsana::engine {
 struct RunnerOptions {
   int fps = 16;
   std::chrono::milliseconds stall_timeout{10'000};  // 0: no stall budget
-  bool cuda = false;
   std::function<void()> after_failure;  // a forward threw: check the device
   std::shared_ptr<EngineObserver> observer;  // optional: told about every forward
 };
@@ -73,6 +73,10 @@ class Runner {
   MediaPipeline& media_;
   const RunnerOptions options_;
   const Clock::time_point epoch_ = Clock::now();
+  // The previous forward (runner thread only). Execute queues a forward, then waits for the
+  // one before it: the device always has the next forward queued while one runs, and the
+  // host stays at most one forward ahead of the device.
+  device::Fence previous_forward_;
   std::thread thread_;
 };
 

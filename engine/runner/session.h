@@ -26,6 +26,7 @@
 
 #include "engine/api/engine.h"
 #include "engine/api/log_tag.h"
+#include "engine/common/device_ops.h"
 #include "engine/media/fmp4_encoder.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
 #include "engine/runner/session_events.h"
@@ -94,7 +95,8 @@ struct SwitchOrigin {
 // One finished block for the media pipeline.
 struct MediaJob {
   int64_t block = 0;
-  at::Tensor latent;  // [C, F, h, w]
+  at::Tensor latent;    // [C, F, h, w], computed on the runner's stream
+  device::Fence ready;  // the runner's stream has computed `latent` here
   double dit_seconds = 0;
   double dit_share_seconds = 0;  // this session's share of the batched forwards
 };

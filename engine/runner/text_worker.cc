@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "engine/common/device_ops.h"
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
 #include "engine/runner/status_from_exception.h"
@@ -45,6 +46,8 @@ absl::Status TextWorker::CheckRoomLocked() const {
 
 void TextWorker::Loop() {
   c10::InferenceMode inference;
+  // Encode on a stream of its own: a prompt switch never queues behind the runner's forwards.
+  device::OwnStream stream(text_.encoder().device());
   SessionRegistry::Lock lock(registry_);
   while (true) {
     lock.Sync();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/common/device_ops.h"
+
 namespace longsana::engine {
 
 SamplerSession::SamplerSession(const DitModel& model, const SamplerOptions& options,
@@ -44,9 +46,11 @@ int64_t SamplerSession::next_token_count() const {
 }
 
 at::Tensor SamplerSession::StartNoise(int64_t block) const {
-  return noise_->BlockNoise(block, bounds_[block], bounds_[block + 1], channels_, latent_h_,
-                            latent_w_)
-      .to(model_.options().device, at::kFloat);
+  // Drawn on the host (the CPU generator keeps the noise identical on every device), then
+  // queued for the device without a host wait.
+  return device::Upload(noise_->BlockNoise(block, bounds_[block], bounds_[block + 1], channels_,
+                                           latent_h_, latent_w_),
+                        model_.options().device, at::kFloat);
 }
 
 void SamplerSession::StartBlock() {
@@ -56,8 +60,11 @@ void SamplerSession::StartBlock() {
 }
 
 void SamplerSession::SetCaption(at::Tensor caption, at::Tensor caption_mask) {
-  caption_ = caption.to(model_.options().device, model_.options().dtype);
-  caption_mask_ = caption_mask.to(model_.options().device);
+  const at::Device device = model_.options().device;
+  caption_ = device::ToDevice(caption, device, model_.options().dtype);
+  caption_mask_ = device::ToDevice(caption_mask, device, caption_mask.scalar_type());
+  // The text encoder computed them on a stream of its own.
+  device::UseOnCurrentStream({caption_, caption_mask_});
 }
 
 DitWorkItem SamplerSession::NextWorkItem() {
@@ -107,9 +114,9 @@ SamplerUpdate SamplerSession::Prepare(const at::Tensor& v, DitStateCommit state_
     const int last = static_cast<int>(options_.timesteps.size()) - 1;
     if (step_ < last) {
       const float sigma = SigmaRenoise(step_);
-      at::Tensor eps = noise_->Renoise(block_, step_, block_end() - block_begin(), channels_,
-                                       latent_h_, latent_w_)
-                           .to(u.x0.device(), at::kFloat);
+      at::Tensor eps = device::Upload(noise_->Renoise(block_, step_, block_end() - block_begin(),
+                                                      channels_, latent_h_, latent_w_),
+                                      u.x0.device(), at::kFloat);
       u.x = u.x0 * (1.0f - sigma) + eps * sigma;
       ++u.step;
     } else {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <utility>
 
+#include "engine/common/device_ops.h"
 #include "engine/common/status_macros.h"
 #include "engine/common/str_util.h"
 #include "engine/models/model_directory.h"
@@ -123,17 +124,27 @@ absl::StatusOr<Caption> TextEncoder::EncodeUncached(std::string_view cleaned_pro
   try {
     const int64_t s = tokens.max_len_all;
     const auto cpu_long = at::TensorOptions().dtype(at::kLong);
-    // [S] host vectors -> [1, S] tensors; from_blob borrows, clone owns.
-    at::Tensor ids = at::from_blob(tokens.full_ids.data(), {1, s}, cpu_long).clone();
-    at::Tensor mask = at::from_blob(tokens.full_mask.data(), {1, s}, cpu_long).clone();
-    at::Tensor select = at::from_blob(tokens.select_index.data(), {options_.caption_len}, cpu_long)
-                            .to(encoder_->device());
+    // [S] host vectors -> [1, S] device tensors; from_blob borrows, Upload owns. The ids
+    // are range-checked here, on the host, so Gemma never reads them back from the device.
+    const at::Tensor host_ids = at::from_blob(tokens.full_ids.data(), {1, s}, cpu_long);
+    LONGSANA_RETURN_IF_ERROR(encoder_->CheckIds(host_ids));
+    at::Tensor ids = device::Upload(host_ids, encoder_->device(), at::kLong);
+    at::Tensor mask = device::Upload(at::from_blob(tokens.full_mask.data(), {1, s}, cpu_long),
+                                     encoder_->device(), at::kLong);
+    at::Tensor select =
+        device::Upload(at::from_blob(tokens.select_index.data(), {options_.caption_len}, cpu_long),
+                       encoder_->device(), at::kLong);
     at::Tensor hidden = encoder_->Forward(ids, mask);  // [1, S, hidden]
     // [1, S, hidden] -> [S, hidden] -> [L, hidden] (index_select copies: the full hidden
     // state is released here).
     caption.embedding = hidden[0].index_select(0, select);
-    caption.mask = at::from_blob(tokens.sel_mask.data(), {options_.caption_len}, cpu_long)
-                       .to(encoder_->device(), /*non_blocking=*/false, /*copy=*/true);
+    caption.mask =
+        device::Upload(at::from_blob(tokens.sel_mask.data(), {options_.caption_len}, cpu_long),
+                       encoder_->device(), at::kLong);
+    // A caption leaves here computed: the prompt cache shares it with every session, and
+    // the runner reads it on its own stream. This wait is on the text worker's thread,
+    // never in the step loop.
+    device::Fence::Record(encoder_->device()).HostWait();
   } catch (const c10::OutOfMemoryError& e) {
     return absl::ResourceExhaustedError(
         StrCat("text encoder: out of memory: ", e.what_without_backtrace()));

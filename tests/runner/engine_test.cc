@@ -1,11 +1,13 @@
 // The real engine on the tiny checkpoint: streaming, batching invariance, queueing,
 // cancellation, commands, backpressure, failure isolation, drain, validation.
+#include "engine/api/engine.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <thread>
 
-#include "engine/api/engine.h"
 #include "engine/common/fault_injection.h"
 #include "tests/common/testdata.h"
 #include "tests/runner/engine_test_util.h"
@@ -56,8 +58,28 @@ TEST(Engine, StreamsTheInitSegmentThenOneChunkPerBlock) {
   EXPECT_EQ(stats.slot_bytes_in_use, 0);
 }
 
+// Records what the runner reports about each forward.
+class ForwardRecorder : public EngineObserver {
+ public:
+  void OnForward(const ForwardSample& sample) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    samples_.push_back(sample);
+  }
+  std::vector<ForwardSample> samples() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return samples_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<ForwardSample> samples_;
+};
+
 TEST(Engine, SameSeedSameBytesAloneOrBatchedWithOthers) {
-  auto engine = MakeEngine();
+  EngineConfig config = TinyConfig();
+  auto recorder = std::make_shared<ForwardRecorder>();
+  config.observer = recorder;
+  auto engine = MakeEngine(config);
   ASSERT_TRUE(engine);
   auto alone = std::make_shared<RecordingSink>();
   ASSERT_TRUE(engine->Submit(Spec(81, 42), alone).ok());
@@ -77,6 +99,10 @@ TEST(Engine, SameSeedSameBytesAloneOrBatchedWithOthers) {
   // They really were batched.
   const EngineStats stats = engine->Stats();
   EXPECT_GT(stats.forward_items, stats.forwards);
+  // No step, alone or batched, asked the host to wait for the device.
+  const std::vector<ForwardSample> forwards = recorder->samples();
+  ASSERT_EQ(forwards.size(), stats.forwards);
+  for (const ForwardSample& f : forwards) EXPECT_EQ(f.step_host_waits, 0);
 }
 
 // An explicit warm-up size runs a first block at that size and is reported; a bad one is

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "engine/common/device_ops.h"
 #include "engine/models/model_directory.h"
 #include "engine/parity/golden.h"
 #include "engine/parity/text_parity.h"
@@ -131,6 +132,21 @@ TEST_F(TextEncoderTest, CacheHitReturnsIdenticalTensors) {
   ASSERT_TRUE(fresh.ok());
   EXPECT_NE(fresh->embedding.data_ptr(), first->embedding.data_ptr());
   EXPECT_TRUE(at::equal(fresh->embedding, first->embedding));
+}
+
+TEST_F(TextEncoderTest, AnEncodeWaitsOnceAtTheEndAndGemmaNever) {
+  auto encoder = Make();
+  ASSERT_NE(encoder, nullptr);
+  const device::TransferCounts before = device::ThreadCounts();
+  ASSERT_TRUE(encoder->Encode(kFox).ok());
+  const device::TransferCounts d = device::ThreadCounts() - before;
+  // Gemma checks the ids on the host and uploads them with the mask; the caption's selection
+  // index and mask are uploaded too; the one wait is the hand-over fence (text thread).
+  EXPECT_EQ(d.uploads, 4);
+  EXPECT_EQ(d.host_waits, 1);
+  const device::TransferCounts hit = device::ThreadCounts();
+  ASSERT_TRUE(encoder->Encode(kFox).ok());
+  EXPECT_EQ((device::ThreadCounts() - hit).host_waits, 0);  // a cache hit touches no device
 }
 
 TEST_F(TextEncoderTest, MotionScoreIsPartOfTheKey) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "engine/common/device_ops.h"
 #include "engine/common/str_util.h"
 #include "engine/loader/checkpoint.h"
 #include "engine/models/longsana_dit/dit_params.h"
@@ -90,7 +91,8 @@ at::Tensor SoftmaxAttention(const at::Tensor& q, const at::Tensor& k, const at::
 DitModel::DitModel(DitConfig config, DitOptions options)
     : config_(std::move(config)),
       options_(options),
-      rope_(config_.attention_head_dim, config_.rope_max_seq_len, DitConfig::kRopeTheta) {}
+      rope_(config_.attention_head_dim, config_.rope_max_seq_len, DitConfig::kRopeTheta,
+            options_.device) {}
 
 absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Load(const ModelDirectory& dir,
                                                          const DitOptions& options) {
@@ -229,16 +231,19 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items,
     TORCH_CHECK(item.state != nullptr, "work item without a session state");
     TORCH_CHECK(item.state->spec().tokens_per_frame == gh * gw,
                 "session state was sized for another resolution");
-    latents.push_back(item.latent.to(act));
-    captions.push_back(item.caption.to(act));
-    masks.push_back(item.caption_mask.to(options_.device, at::kFloat).reshape({caption_len}));
-    timesteps.push_back(at::scalar_tensor(std::trunc(item.timestep), at::kFloat));
+    latents.push_back(device::ToDevice(item.latent, options_.device, options_.dtype));
+    captions.push_back(device::ToDevice(item.caption, options_.device, options_.dtype));
+    masks.push_back(
+        device::ToDevice(item.caption_mask, options_.device, at::kFloat).reshape({caption_len}));
+    // A fill on the device: the timestep travels as a kernel argument, not as a copy.
+    timesteps.push_back(at::full({}, std::trunc(item.timestep), act.dtype(at::kFloat)));
     auto [cos, sin] = rope_.Table(item.frame_offset, frames, gh, gw);
     cos_rows.push_back(cos);
     sin_rows.push_back(sin);
   }
-  const at::Tensor rope_cos = at::stack(cos_rows).to(options_.device, rope_dtype);  // [B, N, d/2]
-  const at::Tensor rope_sin = at::stack(sin_rows).to(options_.device, rope_dtype);
+  // Both computed on the device (Rope3d): nothing in a forward is copied from the host.
+  const at::Tensor rope_cos = at::stack(cos_rows).to(rope_dtype);  // [B, N, d/2]
+  const at::Tensor rope_sin = at::stack(sin_rows).to(rope_dtype);
   if (trace) {
     (*trace)["dbg/rope_cos"] = cos_rows[0];
     (*trace)["dbg/rope_sin"] = sin_rows[0];
@@ -253,7 +258,7 @@ at::Tensor DitModel::Forward(std::span<const DitWorkItem> items,
   x = Linear(x, patch_w_, patch_b_);  // [B, N, D]
   if (trace) (*trace)["dbg/patch_tokens"] = x.slice(0, 0, 1);
 
-  const at::Tensor t = at::stack(timesteps).to(options_.device);  // [B]
+  const at::Tensor t = at::stack(timesteps);                       // [B]
   const at::Tensor temb = TimestepEmbedding(t);                    // [B, D]
   const at::Tensor t0 = Linear(at::silu(temb), t_block_w_, t_block_b_);  // [B, 6D]
   if (trace) {

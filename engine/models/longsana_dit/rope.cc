@@ -14,14 +14,14 @@ at::Tensor AxisAngles(int64_t dim, int64_t max_seq_len, double theta) {
 
 }  // namespace
 
-Rope3d::Rope3d(int64_t head_dim, int64_t max_seq_len, double theta)
+Rope3d::Rope3d(int64_t head_dim, int64_t max_seq_len, double theta, const at::Device& device)
     : head_dim_(head_dim), max_seq_len_(max_seq_len) {
   const int64_t h_dim = 2 * (head_dim / 6);
   const int64_t w_dim = h_dim;
   const int64_t t_dim = head_dim - h_dim - w_dim;
-  t_angles_ = AxisAngles(t_dim, max_seq_len, theta);
-  h_angles_ = AxisAngles(h_dim, max_seq_len, theta);
-  w_angles_ = AxisAngles(w_dim, max_seq_len, theta);
+  t_angles_ = AxisAngles(t_dim, max_seq_len, theta).to(device);
+  h_angles_ = AxisAngles(h_dim, max_seq_len, theta).to(device);
+  w_angles_ = AxisAngles(w_dim, max_seq_len, theta).to(device);
 }
 
 std::pair<at::Tensor, at::Tensor> Rope3d::Table(int64_t frame_offset, int64_t frames, int64_t h,

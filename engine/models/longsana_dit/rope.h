@@ -12,12 +12,14 @@ namespace longsana::engine {
 
 class Rope3d {
  public:
-  // Precomputes the float64 angle tables for positions 0 .. max_seq_len-1 of each axis.
-  Rope3d(int64_t head_dim, int64_t max_seq_len, double theta);
+  // Precomputes the float64 angle tables for positions 0 .. max_seq_len-1 of each axis (on
+  // the CPU, once) and keeps them on `device`.
+  Rope3d(int64_t head_dim, int64_t max_seq_len, double theta, const at::Device& device = at::kCPU);
 
-  // cos and sin, each [frames*h*w, head_dim/2] float64 on CPU, for a block whose first
-  // latent frame is `frame_offset`. Token index = f*h*w + row*w + col. Throws c10::Error
-  // when a position exceeds max_seq_len.
+  // cos and sin, each [frames*h*w, head_dim/2] float64 on the tables' device, for a block
+  // whose first latent frame is `frame_offset`; computed there, so a forward copies nothing
+  // from the host. Token index = f*h*w + row*w + col. Throws c10::Error when a position
+  // exceeds max_seq_len.
   std::pair<at::Tensor, at::Tensor> Table(int64_t frame_offset, int64_t frames, int64_t h,
                                           int64_t w) const;
 
