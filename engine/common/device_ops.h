@@ -5,8 +5,9 @@
 // its uploads, downloads, scalar reads and cross-stream hand-overs through these functions,
 // and each one counts, per thread, what it was asked to do. The counting is the same on every
 // device: the CPU build runs the very calls the CUDA build runs, so a CPU test proves that
-// the loop asks for no wait (tests/sampler/step_sync_test.cc), and the GPU test
-// additionally turns CUDA's own sync detector to "error" around the same loop.
+// the loop asks for no wait (tests/sampler/step_transfers_test.cc). The counts cannot see a
+// synchronising call that bypasses this module (a stray `.item()`): on CUDA, LibTorch's own
+// sync detector (c10::cuda::warning_state) is the check for that.
 //
 //   Upload       host -> device, no host wait (pinned staging, queued on the current stream)
 //   ToHost       device -> host: a host wait (counted)

@@ -124,13 +124,10 @@ absl::StatusOr<Caption> TextEncoder::EncodeUncached(std::string_view cleaned_pro
   try {
     const int64_t s = tokens.max_len_all;
     const auto cpu_long = at::TensorOptions().dtype(at::kLong);
-    // [S] host vectors -> [1, S] device tensors; from_blob borrows, Upload owns. The ids
-    // are range-checked here, on the host, so Gemma never reads them back from the device.
-    const at::Tensor host_ids = at::from_blob(tokens.full_ids.data(), {1, s}, cpu_long);
-    LONGSANA_RETURN_IF_ERROR(encoder_->CheckIds(host_ids));
-    at::Tensor ids = device::Upload(host_ids, encoder_->device(), at::kLong);
-    at::Tensor mask = device::Upload(at::from_blob(tokens.full_mask.data(), {1, s}, cpu_long),
-                                     encoder_->device(), at::kLong);
+    // [S] host vectors -> [1, S] host tensors (from_blob borrows; Gemma checks the ids on
+    // the host and uploads them, and device::Upload owns what it copies).
+    const at::Tensor ids = at::from_blob(tokens.full_ids.data(), {1, s}, cpu_long);
+    const at::Tensor mask = at::from_blob(tokens.full_mask.data(), {1, s}, cpu_long);
     at::Tensor select =
         device::Upload(at::from_blob(tokens.select_index.data(), {options_.caption_len}, cpu_long),
                        encoder_->device(), at::kLong);

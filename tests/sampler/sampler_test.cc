@@ -8,6 +8,7 @@
 #include "engine/parity/golden.h"
 #include "engine/sampler/longlive_sampler.h"
 #include "tests/common/testdata.h"
+#include "tests/sampler/sampler_fixture.h"
 
 namespace longsana::engine {
 namespace {
@@ -62,29 +63,6 @@ TEST(SamplerOptions, ValidationNamesTheField) {
   o.num_cached_blocks = 0;
   EXPECT_THAT(std::string(o.Validate().message()), HasSubstr("num_cached_blocks"));
 }
-
-class SamplerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto dir = ModelDirectory::Open(longsana::testing::TinyModelDir());
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    auto model = DitModel::Load(*dir, DitOptions{});
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    at::Generator g = at::detail::createCPUGenerator(99);
-    caption_ = at::randn({24, 48}, g);
-    mask_ = at::ones({24}, at::kLong);
-  }
-
-  std::unique_ptr<SamplerSession> Session(uint64_t seed, int64_t frames, SamplerOptions o = {}) {
-    o.block_frames = 3;
-    return std::make_unique<SamplerSession>(*model_, o, frames, 8, 12, caption_, mask_,
-                                            std::make_unique<SeededNoise>(seed));
-  }
-
-  std::unique_ptr<DitModel> model_;
-  at::Tensor caption_, mask_;
-};
 
 TEST_F(SamplerTest, StepApiWalksDenoiseStepsThenTheCachePass) {
   auto s = Session(1, 8);  // blocks [0, 5, 8)

@@ -1,16 +1,14 @@
 // What the step loop asks of the host: device_ops' counting, and a whole session's steps
 // (denoise, cache pass, recache; alone and batched) asking for no host wait at all. The same
 // calls run on CUDA, where tests/gpu adds CUDA's own sync detector around the same loop.
-#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
 #include <thread>
 #include <vector>
 
 #include "engine/common/device_ops.h"
-#include "engine/models/model_directory.h"
 #include "engine/sampler/longlive_sampler.h"
-#include "tests/common/testdata.h"
+#include "tests/sampler/sampler_fixture.h"
 
 namespace longsana::engine {
 namespace {
@@ -50,33 +48,15 @@ TEST(DeviceOps, ToDeviceConvertsInPlaceAndUploadsFromTheHost) {
   EXPECT_THROW(device::Upload(t.to(at::kMeta), at::kCPU, at::kFloat), c10::Error);
 }
 
-class StepTransfersTest : public ::testing::Test {
+// Interactive sessions of 8 latent frames: blocks [0, 5) and [5, 8).
+class StepTransfersTest : public SamplerTest {
  protected:
-  void SetUp() override {
-    auto dir = ModelDirectory::Open(longsana::testing::TinyModelDir());
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    auto model = DitModel::Load(*dir, DitOptions{});
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    at::Generator g = at::detail::createCPUGenerator(7);
-    caption_ = at::randn({24, 48}, g);
-    mask_ = at::ones({24}, at::kLong);
-  }
-
-  std::unique_ptr<SamplerSession> Session(uint64_t seed, bool interactive) {
-    SamplerOptions o;
-    o.block_frames = 3;
-    return std::make_unique<SamplerSession>(*model_, o, /*latent_frames=*/8, 8, 12, caption_, mask_,
-                                            std::make_unique<SeededNoise>(seed), interactive);
-  }
-
-  std::unique_ptr<DitModel> model_;
-  at::Tensor caption_, mask_;
+  std::unique_ptr<SamplerSession> Live(uint64_t seed) { return Session(seed, 8, {}, true); }
 };
 
 TEST_F(StepTransfersTest, EveryStepOfABatchedSessionAsksForNoHostWait) {
-  auto a = Session(1, /*interactive=*/true);
-  auto b = Session(2, /*interactive=*/true);
+  auto a = Live(1);
+  auto b = Live(2);
   SamplerSession* both[] = {a.get(), b.get()};
   int steps = 0;
   int64_t uploads = 0;
@@ -106,7 +86,7 @@ TEST_F(StepTransfersTest, EveryStepOfABatchedSessionAsksForNoHostWait) {
 
 TEST_F(StepTransfersTest, ANewSessionUploadsItsNoiseWithoutAWait) {
   const device::TransferCounts before = device::ThreadCounts();
-  auto s = Session(3, /*interactive=*/false);
+  auto s = Session(3, 8);
   const device::TransferCounts d = device::ThreadCounts() - before;
   EXPECT_EQ(d.host_waits, 0);
   EXPECT_EQ(d.uploads, 1);  // block 0's starting noise

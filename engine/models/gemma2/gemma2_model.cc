@@ -186,15 +186,6 @@ at::Tensor Gemma2Encoder::Attention(const Layer& layer, const at::Tensor& x, con
   return at::linear(out, layer.o_proj);
 }
 
-absl::Status Gemma2Encoder::CheckIds(const at::Tensor& host_ids) const {
-  TORCH_CHECK(host_ids.device().is_cpu(), "Gemma2Encoder::CheckIds: ids must be on the host");
-  if (host_ids.numel() == 0) return absl::OkStatus();
-  const int64_t lo = host_ids.min().item<int64_t>(), hi = host_ids.max().item<int64_t>();
-  if (lo >= 0 && hi < config_.vocab_size) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      StrCat("token ids must be in [0, ", config_.vocab_size, "), got [", lo, ", ", hi, "]"));
-}
-
 at::Tensor Gemma2Encoder::Forward(const at::Tensor& ids_in, const at::Tensor& mask_in,
                                   Gemma2Trace* trace) const {
   TORCH_CHECK(ids_in.dim() == 2, "Gemma2Encoder: ids must be [B, S], got ", ids_in.sizes());
@@ -205,12 +196,17 @@ at::Tensor Gemma2Encoder::Forward(const at::Tensor& ids_in, const at::Tensor& ma
   const int64_t b = ids_in.size(0), s = ids_in.size(1);
   TORCH_CHECK(b > 0 && s > 0, "Gemma2Encoder: empty input ", ids_in.sizes());
   const at::Device device = options_.device;
+  at::Tensor ids;
   if (ids_in.device().is_cpu()) {
-    // Out-of-range ids would be a device-side assert on CUDA: check them before the upload.
-    const absl::Status valid = CheckIds(ids_in);
-    TORCH_CHECK(valid.ok(), "Gemma2Encoder: ", valid.message());
+    // Out-of-range ids would be a device-side assert on CUDA: check them on the host, then
+    // upload (a copy on the CPU, so every device counts the same transfers).
+    const int64_t lo = ids_in.min().item<int64_t>(), hi = ids_in.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < config_.vocab_size, "Gemma2Encoder: token ids must be in [0, ",
+                config_.vocab_size, "), got [", lo, ", ", hi, "]");
+    ids = device::Upload(ids_in, device, at::kLong);
+  } else {
+    ids = device::ToDevice(ids_in, device, at::kLong);
   }
-  const at::Tensor ids = device::ToDevice(ids_in, device, at::kLong);
   const auto opts = at::TensorOptions().dtype(dtype_).device(device);
 
   // Additive mask [B, 1, S, S] in the activation dtype (see the header).
@@ -218,8 +214,10 @@ at::Tensor Gemma2Encoder::Forward(const at::Tensor& ids_in, const at::Tensor& ma
   const at::Tensor query_pos = pos.view({s, 1});  // [S] -> [S, 1]
   const at::Tensor key_pos = pos.view({1, s});    // [S] -> [1, S]
   // [B, S] -> [B, 1, 1, S]: padding hides a key from every query row.
-  const at::Tensor padded =
-      device::ToDevice(mask_in, device, mask_in.scalar_type()).eq(0).view({b, 1, 1, s});
+  const at::Tensor mask = mask_in.device().is_cpu()
+                              ? device::Upload(mask_in, device, mask_in.scalar_type())
+                              : device::ToDevice(mask_in, device, mask_in.scalar_type());
+  const at::Tensor padded = mask.eq(0).view({b, 1, 1, s});
   // [S, S] -> [1, 1, S, S], | [B, 1, 1, S] -> [B, 1, S, S]
   const at::Tensor hidden = (key_pos > query_pos).view({1, 1, s, s}).logical_or(padded);
   const double lowest = LowestFinite(dtype_);

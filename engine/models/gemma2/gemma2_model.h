@@ -72,17 +72,13 @@ class Gemma2Encoder {
       const Gemma2Config& config, Gemma2Parameters parameters, const Gemma2Options& options);
 
   // ids: [B, S] integer token ids in [0, vocab_size); mask: [B, S] (any integer/bool/float
-  // dtype, nonzero = token, 0 = padding). Either may live on any device. Host ids are
-  // range-checked; ids already on a device are not (that would make the host wait for the
-  // device): check them with CheckIds before uploading them.
+  // dtype, nonzero = token, 0 = padding). Either may live on any device. Host tensors are
+  // uploaded without a host wait (device::Upload), and host ids are range-checked before; ids
+  // already on a device are not checked, as that would make the host wait for the device.
   // Returns last_hidden_state [B, S, hidden] in dtype() on device(). Throws c10::Error on bad
   // shapes or ids (compute-zone contract).
   at::Tensor Forward(const at::Tensor& ids, const at::Tensor& mask,
                      Gemma2Trace* trace = nullptr) const;
-
-  // InvalidArgument unless every id of `host_ids` (a CPU integer tensor) is in
-  // [0, vocab_size), naming the range found.
-  absl::Status CheckIds(const at::Tensor& host_ids) const;
 
   const Gemma2Config& config() const { return config_; }
   at::Device device() const { return options_.device; }
