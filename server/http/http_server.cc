@@ -200,7 +200,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
         shared_(shared),
         peer_(std::move(peer)),
         read_timer_(ws_.get_executor()),
-        await_timer_(ws_.get_executor()) {
+        await_timer_(ws_.get_executor()),
+        write_timer_(ws_.get_executor()) {
     shared_.connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~WsConnection() { shared_.connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -300,11 +301,11 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
     }
     writing_ = true;
     ws_.binary(outbox_.front().binary);
-    beast::get_lowest_layer(ws_).expires_after(options().write_timeout);
+    ArmWriteTimer();
     ws_.async_write(net::buffer(outbox_.front().bytes), [self = shared_from_this()](
                                                             beast::error_code ec, size_t) {
       self->writing_ = false;
-      beast::get_lowest_layer(self->ws_).expires_never();
+      self->write_timer_.cancel();
       if (ec) {
         spdlog::debug("http {}: websocket write failed: {}", self->peer_, ec.message());
         return self->Gone();
@@ -325,14 +326,30 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void SendClose() {
     close_sent_ = true;
     writing_ = true;
-    beast::get_lowest_layer(ws_).expires_after(options().write_timeout);
+    ArmWriteTimer();
     ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code ec) {
       self->writing_ = false;
-      beast::get_lowest_layer(self->ws_).expires_never();
+      self->write_timer_.cancel();
       if (ec) spdlog::debug("http {}: websocket close: {}", self->peer_, ec.message());
       self->gone_ = true;  // after our close, the peer's leaving is no news
       self->Fail();
       self->handlers_ = {};  // they may hold the socket, which holds this connection
+    });
+  }
+  // A write (or the close) that makes no progress for write_timeout closes the socket; the
+  // operation then fails and the connection is gone. Our own timer, not the tcp_stream's
+  // expiry: Beast's websocket stream runs its own timers and wants the lowest layer's off, and
+  // an expiry set around a write also becomes the deadline of a read started meanwhile (a
+  // tcp_stream applies its expiry to every operation that begins while it is set), which
+  // dropped sessions whose client was silent for write_timeout after an earlier write.
+  void ArmWriteTimer() {
+    write_timer_.expires_after(options().write_timeout);
+    write_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->gone_ || !self->writing_) return;
+      spdlog::info("http {}: websocket closed: a write made no progress for {} ms", self->peer_,
+                   self->options().write_timeout.count());
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->ws_).socket().close(ignored);
     });
   }
   // The peer closed or the connection failed.
@@ -355,6 +372,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
     }
     read_timer_.cancel();
     await_timer_.cancel();
+    write_timer_.cancel();
     if (gone_ && close_sent_) {
       beast::error_code ignored;
       beast::get_lowest_layer(ws_).socket().close(ignored);
@@ -371,6 +389,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   std::deque<Out> outbox_;  // messages to write
   net::steady_timer read_timer_;
   net::steady_timer await_timer_;
+  net::steady_timer write_timer_;  // the write in flight's deadline (write_timeout)
   bool await_armed_ = false;
   int wanted_ = 0;  // Read calls not yet answered
   bool delaying_ = false;

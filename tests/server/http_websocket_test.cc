@@ -175,6 +175,39 @@ TEST_F(WebSocketTest, AHandlerThatNeverTakesItsMessagesIsClosedAfterTheIdleTimeo
   EXPECT_EQ(ws->reason().code, websocket::close_code::policy_error);
 }
 
+// A read that starts while a write is in flight must not inherit the write's deadline: the
+// client here is silent for longer than write_timeout after a slow write and its connection
+// stays up. (CI once lost a WebSocket session this way, exactly write_timeout after an ack was
+// written: the tcp_stream's expiry had become the pending read's deadline.)
+TEST_F(WebSocketTest, ASilentClientOutlivesTheWriteTimeoutOfAnEarlierWrite) {
+  HttpServerOptions options;
+  options.write_timeout = std::chrono::milliseconds(600);
+  Start(options);
+  auto ws = Connect();
+  ASSERT_NE(ws, nullptr);
+  ReadText(*ws);
+  // Fill the read-ahead so that no read is in flight, then start a write the client does not
+  // read yet (larger than the socket buffers), then let the server read again during it.
+  ws->write(net::buffer(std::string("hold")));
+  for (int i = 0; i < 4; ++i) ws->write(net::buffer(std::string("x")));
+  std::this_thread::sleep_for(100ms);
+  const std::string big(32 << 20, 'b');
+  seen_.socket->Send(big, true, nullptr);
+  std::this_thread::sleep_for(100ms);
+  seen_.socket->Read();  // the echoes of the "x"s queue behind the big write
+  std::this_thread::sleep_for(100ms);
+  ws->read_message_max(64 << 20);
+  EXPECT_EQ(ReadText(*ws).size(), big.size());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(ReadText(*ws), "x");
+  std::this_thread::sleep_for(3 * options.write_timeout);  // silent, reading nothing
+  ws->write(net::buffer(std::string("still here")));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  ws->read(buffer, ec);
+  ASSERT_FALSE(ec) << "the connection was dropped: " << ec.message();
+  EXPECT_EQ(beast::buffers_to_string(buffer.data()), "still here");
+}
+
 TEST_F(WebSocketTest, TheServersCloseCarriesItsCodeAfterTheQueuedMessages) {
   Start();
   auto ws = Connect();
