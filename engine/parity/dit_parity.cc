@@ -5,32 +5,28 @@
 #include "engine/models/longsana_dit/dit_model.h"
 #include "engine/models/model_directory.h"
 #include "engine/parity/recorded_noise.h"
+#include "engine/parity/tolerances.h"
 #include "engine/sampler/longlive_sampler.h"
 
 namespace longsana::engine {
 namespace {
 
-// GOLDENS.md §5.
-const Tolerance kVelocity = Tolerance::Close(5e-5, 1e-4);
-const Tolerance kStateSum = Tolerance::Close(1e-4, 1e-5);
-const Tolerance kStateConv = Tolerance::Close(1e-5, 1e-5);
-const Tolerance kSampler = Tolerance::Close(1e-4, 1e-4);
-const Tolerance kRopeTable = Tolerance::Close(1e-12, 0.0);
-
 struct Loaded {
   ModelDirectory dir;
   std::unique_ptr<DitModel> model;
   GoldenFile golden;
+  DitTolerances tol;
 };
 
 absl::StatusOr<Loaded> LoadAll(const ParityOptions& options) {
   LONGSANA_ASSIGN_OR_RETURN(ModelDirectory dir, ModelDirectory::Open(options.model_dir));
   DitOptions dit;
   dit.device = at::Device(options.device);
-  dit.dtype = dit.device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  dit.dtype = ScalarTypeOf(options.dtype);
   LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<DitModel> model, DitModel::Load(dir, dit));
   LONGSANA_ASSIGN_OR_RETURN(GoldenFile golden, GoldenFile::Open(options.golden_path));
-  return Loaded{std::move(dir), std::move(model), std::move(golden)};
+  return Loaded{std::move(dir), std::move(model), std::move(golden),
+                DitTolerancesFor(options.dtype)};
 }
 
 // A work item from golden inputs: x [1, C, F, H, W], timestep [1], caption [1, 1, L, Cc],
@@ -91,12 +87,12 @@ absl::StatusOr<ParityReport> RunDitForwardParity(const ParityOptions& options) {
   } catch (const c10::Error& e) {
     return absl::InternalError(StrCat("dit-forward: ", e.what_without_backtrace()));
   }
-  ParityReport report{"dit-forward", {}};
+  ParityReport report{StrCat("dit-forward (", ParityDtypeName(options.dtype), ")"), {}};
   LONGSANA_ASSIGN_OR_RETURN(at::Tensor expected, l.golden.Get("out/v"));
-  report.Add(CompareTensors("out/v", v, expected, kVelocity));
+  report.Add(CompareTensors("out/v", v, expected, l.tol.velocity));
   for (const auto& [name, tensor] : trace) {
     const bool rope = name.starts_with("dbg/rope_");
-    CompareIfPresent(&report, l.golden, name, tensor, rope ? kRopeTable : kVelocity);
+    CompareIfPresent(&report, l.golden, name, tensor, rope ? RopeTableTolerance() : l.tol.velocity);
   }
   return report;
 }
@@ -110,23 +106,25 @@ absl::StatusOr<ParityReport> RunDitStateParity(const ParityOptions& options) {
   cache.state = state.get();
   cache.timestep = 0.0;
   cache.commit_state = true;
-  ParityReport report{"dit-state", {}};
+  ParityReport report{StrCat("dit-state (", ParityDtypeName(options.dtype), ")"), {}};
   try {
     at::Tensor v = l.model->Forward({&cache, 1});
-    CompareIfPresent(&report, l.golden, "cache_pass/v", v, kVelocity);
+    CompareIfPresent(&report, l.golden, "cache_pass/v", v, l.tol.velocity);
     for (int64_t layer = 0; layer < l.model->config().num_layers; ++layer) {
       const std::string p = StrCat("state/layer", layer, "/");
-      CompareIfPresent(&report, l.golden, p + "S", AsGoldenS(state->ContextS(layer)), kStateSum);
-      CompareIfPresent(&report, l.golden, p + "z", AsGoldenZ(state->ContextZ(layer)), kStateSum);
+      CompareIfPresent(&report, l.golden, p + "S", AsGoldenS(state->ContextS(layer)),
+                       l.tol.state_sum);
+      CompareIfPresent(&report, l.golden, p + "z", AsGoldenZ(state->ContextZ(layer)),
+                       l.tol.state_sum);
       CompareIfPresent(&report, l.golden, p + "conv", AsGoldenConv(state->ContextConv(layer)),
-                       kStateConv);
+                       l.tol.state_conv);
     }
     LONGSANA_ASSIGN_OR_RETURN(
         DitWorkItem next, ItemFromGolden(l.golden, "next/x", "next/timestep", "next/frame_range"));
     next.state = state.get();
     at::Tensor next_v = l.model->Forward({&next, 1});
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor expected, l.golden.Get("next/v"));
-    report.Add(CompareTensors("next/v", next_v, expected, kVelocity));
+    report.Add(CompareTensors("next/v", next_v, expected, l.tol.velocity));
   } catch (const c10::Error& e) {
     return absl::InternalError(StrCat("dit-state: ", e.what_without_backtrace()));
   }
@@ -153,7 +151,7 @@ absl::StatusOr<ParityReport> RunSamplerParity(const ParityOptions& options) {
   const int64_t latent_frames = noise_init.size(2);
   const int64_t lh = noise_init.size(3), lw = noise_init.size(4);
 
-  ParityReport report{"sampler", {}};
+  ParityReport report{StrCat("sampler (", ParityDtypeName(options.dtype), ")"), {}};
   try {
     SamplerSession session(*l.model, so, latent_frames, lh, lw,
                            caption.reshape({caption.size(-2), caption.size(-1)}),
@@ -174,31 +172,35 @@ absl::StatusOr<ParityReport> RunSamplerParity(const ParityOptions& options) {
                                          : StrCat("dbg/c", r.block, "/s", r.step, "/");
         CompareIfPresent(&report, g, p + "t_model", at::tensor({static_cast<float>(r.t_model)}),
                          Tolerance::Exact());
-        CompareIfPresent(&report, g, p + "x_in", r.x_in.unsqueeze(0), kSampler);
-        CompareIfPresent(&report, g, p + "v", r.v.unsqueeze(0), kSampler);
-        if (r.step >= 0) CompareIfPresent(&report, g, p + "x0", r.x0.unsqueeze(0), kSampler);
+        CompareIfPresent(&report, g, p + "x_in", r.x_in.unsqueeze(0), l.tol.sampler);
+        CompareIfPresent(&report, g, p + "v", r.v.unsqueeze(0), l.tol.sampler);
+        if (r.step >= 0) CompareIfPresent(&report, g, p + "x0", r.x0.unsqueeze(0), l.tol.sampler);
         for (int64_t layer = 0; layer < cfg.num_layers; ++layer) {
           if (r.step == 0 && r.block >= 1) {
             // What block j read: the context before its own commit.
             const std::string q = StrCat("dbg/c", r.block, "/state_in/layer", layer, "/");
-            CompareIfPresent(&report, g, q + "S", AsGoldenS(r.state->ContextS(layer)), kStateSum);
-            CompareIfPresent(&report, g, q + "z", AsGoldenZ(r.state->ContextZ(layer)), kStateSum);
+            CompareIfPresent(&report, g, q + "S", AsGoldenS(r.state->ContextS(layer)),
+                             l.tol.state_sum);
+            CompareIfPresent(&report, g, q + "z", AsGoldenZ(r.state->ContextZ(layer)),
+                             l.tol.state_sum);
             CompareIfPresent(&report, g, q + "conv", AsGoldenConv(r.state->ContextConv(layer)),
-                             kStateConv);
+                             l.tol.state_conv);
           }
           if (r.step < 0) {
             const std::string q = StrCat("dbg/c", r.block, "/state_own/layer", layer, "/");
-            CompareIfPresent(&report, g, q + "S", AsGoldenS(r.state->LastS(layer)), kStateSum);
-            CompareIfPresent(&report, g, q + "z", AsGoldenZ(r.state->LastZ(layer)), kStateSum);
+            CompareIfPresent(&report, g, q + "S", AsGoldenS(r.state->LastS(layer)),
+                             l.tol.state_sum);
+            CompareIfPresent(&report, g, q + "z", AsGoldenZ(r.state->LastZ(layer)),
+                             l.tol.state_sum);
             CompareIfPresent(&report, g, q + "conv", AsGoldenConv(r.state->ContextConv(layer)),
-                             kStateConv);
+                             l.tol.state_conv);
           }
         }
       });
     }
     at::Tensor latent = GenerateLatents(*l.model, session).unsqueeze(0);
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor expected, g.Get("out/latent"));
-    report.Add(CompareTensors("out/latent", latent, expected, kSampler));
+    report.Add(CompareTensors("out/latent", latent, expected, l.tol.sampler));
   } catch (const c10::Error& e) {
     return absl::InternalError(StrCat("sampler: ", e.what_without_backtrace()));
   }

@@ -9,6 +9,7 @@
 #include "engine/models/wan_vae/wan_vae_decoder.h"
 #include "engine/parity/dit_parity.h"
 #include "engine/parity/recorded_noise.h"
+#include "engine/parity/tolerances.h"
 #include "engine/sampler/longlive_sampler.h"
 #include "engine/text/prompt.h"
 #include "engine/text/text_encoder.h"
@@ -17,12 +18,6 @@ namespace longsana::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-// GOLDENS.md §5.
-const Tolerance kCaption = Tolerance::Close(2e-4, 1e-4);
-const Tolerance kLatent = Tolerance::Close(1e-4, 1e-4);
-const Tolerance kVideo = Tolerance::Close(1e-4, 1e-4);
-const Tolerance kVideoUint8 = Tolerance::Uint8(0.005);
 
 constexpr std::string_view kMotionSuffix = " motion score: 10.";
 
@@ -60,12 +55,15 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
   LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_caption, e2e.Get("caption"));  // [1, 1, L, C]
   LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_ids, e2e.Get("prompt_ids"));   // [1, max_len_all]
   const at::Device device(options.device);
+  const at::ScalarType dtype = ScalarTypeOf(options.dtype);
+  const E2eTolerances& tol = E2eTolerancesFor(options.dtype);
 
-  ParityReport report{"e2e", {}};
+  ParityReport report{StrCat("e2e (", ParityDtypeName(options.dtype), ")"), {}};
   try {
     // Text: the engine's TextEncoder, with the golden's caption length.
     TextEncoderOptions text_options;
     text_options.device = device;
+    text_options.dtype = dtype;
     text_options.softcap = options.softcap;
     text_options.caption_len = golden_caption.size(2);
     LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<TextEncoder> text,
@@ -77,7 +75,7 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
                               golden_ids, Tolerance::Exact()));
     LONGSANA_ASSIGN_OR_RETURN(Caption caption, text->Encode(prompt));
     report.Add(CompareTensors("caption", caption.embedding.view(golden_caption.sizes()),
-                              golden_caption, kCaption));
+                              golden_caption, tol.caption));
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_mask, e2e.Get("caption_mask"));
     report.Add(
         CompareTensors("caption_mask", caption.mask.unsqueeze(0), golden_mask, Tolerance::Exact()));
@@ -85,7 +83,7 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
     // Sampler, with the draws recorded for this set.
     DitOptions dit_options;
     dit_options.device = device;
-    dit_options.dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+    dit_options.dtype = dtype;
     LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<DitModel> dit, DitModel::Load(dir, dit_options));
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor segments, sampler_golden.Get("in/segments"));
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor noise_init, sampler_golden.Get("in/noise_init"));
@@ -101,6 +99,7 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
     // VAE: each block decoded as soon as the sampler finishes it, as the engine streams.
     VaeOptions vae_options;
     vae_options.device = options.device;
+    vae_options.dtype = dtype;
     LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<WanVaeDecoder> vae,
                               WanVaeDecoder::Load(dir, vae_options));
     LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<WanVaeCache> cache, vae->NewCache(lh, lw));
@@ -114,13 +113,14 @@ absl::StatusOr<ParityReport> RunE2eParity(const ParityOptions& options) {
       }
     }
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_latent, e2e.Get("latent"));
-    report.Add(CompareTensors("latent", at::cat(latents, 1).unsqueeze(0), golden_latent, kLatent));
+    report.Add(
+        CompareTensors("latent", at::cat(latents, 1).unsqueeze(0), golden_latent, tol.latent));
     at::Tensor video = at::cat(videos, 2);  // [1, 3, F, H, W]
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_video, e2e.Get("video"));
-    report.Add(CompareTensors("video", video, golden_video, kVideo));
+    report.Add(CompareTensors("video", video, golden_video, tol.video));
     LONGSANA_ASSIGN_OR_RETURN(at::Tensor golden_uint8, e2e.Get("video_uint8"));
     report.Add(CompareTensors("video_uint8", VideoToUint8Frames(video).unsqueeze(0), golden_uint8,
-                              kVideoUint8));
+                              tol.video_uint8));
   } catch (const c10::Error& e) {
     return absl::InternalError(StrCat("e2e: ", e.what_without_backtrace()));
   }

@@ -57,17 +57,27 @@ Comparison CompareTensors(std::string name, const at::Tensor& actual, const at::
   // NaN anywhere fails: a NaN difference makes max() NaN and every comparison false.
   c.max_abs = diff.max().item<double>();
   c.max_rel = (diff / b.abs().clamp_min(1e-6)).max().item<double>();
+  const auto ratio = [](double num, double den) {
+    if (den > 0.0) return num / den;
+    return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+  };
+  c.rel_rms = ratio(diff.norm().item<double>(), b.norm().item<double>());
+  c.peak = ratio(c.max_abs, b.abs().max().item<double>());
   switch (tol.kind) {
     case Tolerance::Kind::kExact:
       c.pass = c.max_abs == 0.0;
       break;
-    case Tolerance::Kind::kClose: {
-      at::Tensor bound = tol.atol + tol.rtol * b.abs();
+    case Tolerance::Kind::kClose:
+    case Tolerance::Kind::kCloseToScale: {
+      at::Tensor bound = tol.kind == Tolerance::Kind::kClose
+                             ? tol.atol + tol.rtol * b.abs()
+                             : at::full_like(b, tol.atol + tol.rtol * b.abs().max().item<double>());
       c.pass = (diff <= bound).all().item<bool>();
       if (!c.pass) {
         int64_t bad = (diff > bound).logical_or(diff.isnan()).sum().item<int64_t>();
         c.detail = StrCat(bad, " of ", diff.numel(), " elements outside atol=", tol.atol,
-                          " rtol=", tol.rtol);
+                          " rtol=", tol.rtol,
+                          tol.kind == Tolerance::Kind::kCloseToScale ? " x max|expected|" : "");
       }
       break;
     }
@@ -78,6 +88,11 @@ Comparison CompareTensors(std::string name, const at::Tensor& actual, const at::
       c.detail = fmt::format("{} of {} values differ ({:.4f}%)", off, diff.numel(), 100 * fraction);
       break;
     }
+    case Tolerance::Kind::kScaled:
+      c.pass = c.rel_rms <= tol.rms && c.peak <= tol.peak;
+      c.detail = fmt::format("rel_rms={:.2e} (<= {:.0e}), peak={:.2e} (<= {:.0e})", c.rel_rms,
+                             tol.rms, c.peak, tol.peak);
+      break;
   }
   if (std::isnan(c.max_abs)) c.pass = false;
   return c;

@@ -7,14 +7,12 @@
 #include "engine/common/str_util.h"
 #include "engine/models/gemma2/gemma2_model.h"
 #include "engine/models/model_directory.h"
+#include "engine/parity/tolerances.h"
 #include "engine/text/prompt.h"
 #include "engine/text/tokenizer.h"
 
 namespace longsana::engine {
 namespace {
-
-// GOLDENS.md §5.
-const Tolerance kGemmaTolerance = Tolerance::Close(2e-4, 1e-4);
 
 at::Tensor LongTensor(const std::vector<int64_t>& values) {
   return at::tensor(at::ArrayRef<int64_t>(values), at::TensorOptions().dtype(at::kLong));
@@ -146,14 +144,15 @@ absl::StatusOr<ParityReport> RunGemma2Parity(const ParityOptions& options) {
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
   }
-  gemma.dtype = at::kFloat;
+  gemma.dtype = ScalarTypeOf(options.dtype);
+  const Tolerance& kGemmaTolerance = GemmaToleranceFor(options.dtype);
   gemma.softcap = options.softcap;
   LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<Gemma2Encoder> encoder,
                             Gemma2Encoder::Load(dir, gemma));
   const std::string variant = options.softcap ? "eager" : "sdpa";
 
   ParityReport report;
-  report.component = StrCat("gemma2 (", variant, ")");
+  report.component = StrCat("gemma2 (", variant, ", ", ParityDtypeName(options.dtype), ")");
   try {
     {
       LONGSANA_ASSIGN_OR_RETURN(at::Tensor ids, golden.Get("simple/input_ids"));

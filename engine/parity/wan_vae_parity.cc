@@ -4,6 +4,7 @@
 #include "engine/common/str_util.h"
 #include "engine/models/model_directory.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/parity/tolerances.h"
 
 namespace longsana::engine {
 
@@ -12,6 +13,8 @@ absl::StatusOr<ParityReport> RunVaeParity(const ParityOptions& options) {
   LONGSANA_ASSIGN_OR_RETURN(GoldenFile golden, GoldenFile::Open(options.golden_path));
   VaeOptions vae_options;
   vae_options.device = options.device;
+  vae_options.dtype = ScalarTypeOf(options.dtype);
+  const VaeTolerances& tol = VaeTolerancesFor(options.dtype);
   LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<WanVaeDecoder> decoder,
                             WanVaeDecoder::Load(dir, vae_options));
   LONGSANA_ASSIGN_OR_RETURN(at::Tensor z, golden.Get("in/z"));
@@ -29,7 +32,7 @@ absl::StatusOr<ParityReport> RunVaeParity(const ParityOptions& options) {
   }
 
   ParityReport report;
-  report.component = "vae";
+  report.component = StrCat("vae (", ParityDtypeName(options.dtype), ")");
   try {
     LONGSANA_ASSIGN_OR_RETURN(std::unique_ptr<WanVaeCache> cache,
                               decoder->NewCache(z.size(3), z.size(4)));
@@ -42,10 +45,9 @@ absl::StatusOr<ParityReport> RunVaeParity(const ParityOptions& options) {
       report.Add(CompareTensors("dbg/z_vae", decoder->DenormalizeLatent(z).cpu(), z_vae_ref,
                                 Tolerance::Exact()));
     }
-    report.Add(CompareTensors("out/video", video, video_ref, Tolerance::Close(5e-5, 1e-4)));
-    report.Add(
-        CompareTensors("out/video_clamped", clamped, clamped_ref, Tolerance::Close(5e-5, 1e-4)));
-    report.Add(CompareTensors("out/video_uint8", frames, uint8_ref, Tolerance::Uint8(0.005)));
+    report.Add(CompareTensors("out/video", video, video_ref, tol.video));
+    report.Add(CompareTensors("out/video_clamped", clamped, clamped_ref, tol.video));
+    report.Add(CompareTensors("out/video_uint8", frames, uint8_ref, tol.uint8));
     report.Add(CompareTensors("out/num_frames", at::scalar_tensor(video.size(2), at::kLong),
                               frames_ref, Tolerance::Exact()));
   } catch (const c10::Error& e) {

@@ -8,8 +8,9 @@
 
 namespace longsana::engine {
 
-// Loads the VAE decoder of options.model_dir (fp32 on options.device), decodes the golden's
-// `in/z` in one DecodeBlock call with a fresh cache and compares
+// Loads the VAE decoder of options.model_dir (options.dtype on options.device, its cache in
+// that dtype), decodes the golden's `in/z` in one DecodeBlock call with a fresh cache and
+// compares (tolerances.h; fp32 values shown)
 //   out/video, out/video_clamped   Close(atol 5e-5, rtol 1e-4)
 //   out/video_uint8                at most +-1 on < 0.5% of the bytes
 //   out/num_frames                 exact

@@ -1,9 +1,10 @@
 // longsana-parity COMPONENT --model DIR --golden FILE.safetensors [--timesteps bf16|exact]
-//                 [--softcap] [--verbose] [--device cpu|cuda] [--threads N]
+//                 [--softcap] [--verbose] [--device cpu|cuda] [--dtype fp32|bf16] [--threads N]
 //
 // Runs one component of our implementation on a golden's inputs (tensor names as in
 // tests/testdata/GOLDENS.md) and compares every out/* tensor (and with --verbose the dbg/*
-// intermediates) with the GOLDENS.md §5 tolerances. Prints one line per tensor; exits 0
+// intermediates) with the tolerances of engine/parity/tolerances.h (fp32: GOLDENS.md §5;
+// bf16: ours, measured). Prints one line per tensor; exits 0
 // only if all pass. Works unchanged on any golden set with the same names and a matching
 // model directory.
 #include <ATen/ATen.h>
@@ -28,6 +29,9 @@ ABSL_FLAG(std::string, timesteps, "bf16",
 ABSL_FLAG(bool, softcap, false, "Gemma-2 attention logit soft-cap (eager behaviour)");
 ABSL_FLAG(bool, verbose, false, "also compare the dbg/* intermediate tensors");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
+ABSL_FLAG(std::string, dtype, "fp32",
+          "compute dtype of the component: fp32 or bf16 (compared with the bf16 tolerances of "
+          "engine/parity/tolerances.h)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0: one per core)");
 ABSL_FLAG(std::string, prompt, "",
           "e2e: the user prompt (default: prompt 0 of the set's tokenizer.json sidecar)");
@@ -56,6 +60,12 @@ int main(int argc, char** argv) {
   options.softcap = absl::GetFlag(FLAGS_softcap);
   options.device = absl::GetFlag(FLAGS_device);
   options.prompt = absl::GetFlag(FLAGS_prompt);
+  if (auto dtype = longsana::engine::ParseParityDtype(absl::GetFlag(FLAGS_dtype)); dtype.ok()) {
+    options.dtype = *dtype;
+  } else {
+    std::fprintf(stderr, "--%s\n", std::string(dtype.status().message()).c_str());
+    return 2;
+  }
   const std::string ts = absl::GetFlag(FLAGS_timesteps);
   if (ts == "bf16") {
     options.timesteps = longsana::engine::TimestepMode::kBf16Rounded;

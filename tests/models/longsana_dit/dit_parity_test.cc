@@ -35,5 +35,25 @@ TEST(DitParity, StateFromCachePassAndAbsoluteFrameOffset) {
   EXPECT_EQ(report->rows.size(), 1u + 3u * 2u + 1u);  // cache v, S/z/conv x 2 layers, next/v
 }
 
+// bf16 weights and activations against the fp32 goldens: within the bf16 tolerances, and
+// visibly not fp32 (an fp32 run is ~1e-6 off), so the dtype really reached the model.
+TEST(DitParity, Bf16ForwardAndStateWithinTheBf16Tolerances) {
+  for (const char* golden : {"dit_forward", "dit_state"}) {
+    ParityOptions o = Options(golden);
+    o.dtype = ParityDtype::kBFloat16;
+    auto report =
+        golden == std::string("dit_forward") ? RunDitForwardParity(o) : RunDitStateParity(o);
+    ASSERT_TRUE(report.ok()) << report.status();
+    std::cout << FormatParityReport(*report);
+    EXPECT_TRUE(report->ok()) << golden;
+    EXPECT_NE(report->component.find("bf16"), std::string::npos);
+    for (const Comparison& row : report->rows) {
+      if (row.name.ends_with("/v")) {
+        EXPECT_GT(row.rel_rms, 1e-4) << row.name << " looks fp32";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace longsana::engine

@@ -91,16 +91,43 @@ TEST_F(WanVaeTest, VaeDecodeGoldenParity) {
   ASSERT_EQ(report->rows.size(), 5u);  // dbg/z_vae + 4 out/* rows
 }
 
-// The same golden on CUDA, fp32 with TF32 off (the runner turns it off).
+// --vae-dtype bf16: weights, activations and the session cache in bf16, within the bf16
+// tolerances of the fp32 golden (and visibly not fp32).
+TEST_F(WanVaeTest, VaeDecodeGoldenParityInBf16WithABf16Cache) {
+  ParityOptions options;
+  options.model_dir = TinyModelDir();
+  options.golden_path = GoldenPath("vae_decode");
+  options.dtype = ParityDtype::kBFloat16;
+  auto report = RunVaeParity(options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  std::printf("%s", FormatParityReport(*report).c_str());
+  EXPECT_TRUE(report->ok()) << FormatParityReport(*report);
+  ASSERT_EQ(report->rows.size(), 4u);
+  EXPECT_GT(report->rows[0].rel_rms, 1e-4) << "out/video looks fp32";
+
+  VaeOptions bf16;
+  bf16.dtype = at::kBFloat16;
+  auto decoder = WanVaeDecoder::Load(*dir_, bf16);
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  auto cache = (*decoder)->NewCache(4, 6);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ((*cache)->buffer().scalar_type(), at::kBFloat16);
+  EXPECT_EQ((*cache)->bytes() * 2, *decoder_->CacheBytes(4, 6)) << "half the fp32 cache";
+}
+
+// The same golden on CUDA, fp32 with TF32 off (the runner turns it off) and bf16.
 TEST_F(WanVaeTest, VaeDecodeGoldenParityOnCuda) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   ParityOptions options;
   options.model_dir = TinyModelDir();
   options.golden_path = GoldenPath("vae_decode");
   options.device = "cuda";
-  auto report = RunVaeParity(options);
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_TRUE(report->ok()) << FormatParityReport(*report);
+  for (ParityDtype dtype : {ParityDtype::kFloat32, ParityDtype::kBFloat16}) {
+    options.dtype = dtype;
+    auto report = RunVaeParity(options);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->ok()) << FormatParityReport(*report);
+  }
 }
 
 // The VAE half of GOLDENS.md §2.8: latent [1,16,11,8,12] -> video [1,3,41,64,96].
