@@ -203,6 +203,13 @@ absl::StatusOr<engine::DeviceKind> ParseDevice(std::string_view field, std::stri
   return Bad(field, fmt::format("'{}' is not one of cpu, cuda", text));
 }
 
+absl::StatusOr<engine::VaeDtype> ParseVaeDtype(std::string_view field, std::string_view text) {
+  const std::string s = Lower(text);
+  if (s == "fp32") return engine::VaeDtype::kFloat32;
+  if (s == "bf16") return engine::VaeDtype::kBFloat16;
+  return Bad(field, fmt::format("'{}' is not one of fp32, bf16", text));
+}
+
 absl::StatusOr<LogLevel> ParseLogLevel(std::string_view field, std::string_view text) {
   const std::string s = Lower(text);
   if (s == "trace") return LogLevel::kTrace;

@@ -121,6 +121,8 @@ std::string FormatByteSize(int64_t bytes);
 absl::StatusOr<int64_t> ParseBitRate(std::string_view field, std::string_view text);
 // "cpu" | "cuda".
 absl::StatusOr<engine::DeviceKind> ParseDevice(std::string_view field, std::string_view text);
+// "fp32" | "bf16" (any case).
+absl::StatusOr<engine::VaeDtype> ParseVaeDtype(std::string_view field, std::string_view text);
 // "trace" | "debug" | "info" | "warn" | "error" | "off".
 absl::StatusOr<LogLevel> ParseLogLevel(std::string_view field, std::string_view text);
 // "text" | "json".

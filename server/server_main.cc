@@ -125,6 +125,9 @@ ABSL_FLAG(int, warmup_height, DefaultEngine().warmup_height, "Warm-up height; se
 ABSL_FLAG(bool, allow_tf32, DefaultEngine().allow_tf32,
           "CUDA: TF32 for matmuls and convolutions (faster fp32 on Ampere and newer; fp32 parity "
           "tolerances no longer hold). Off by default; no effect on CPU.");
+ABSL_FLAG(std::string, vae_dtype, "fp32",
+          "fp32 | bf16: the VAE decoder's weights, activations and per-session cache (bf16: half "
+          "the cache, within the bf16 parity tolerances).");
 ABSL_FLAG(bool, text_softcap, DefaultEngine().text_softcap,
           "Gemma-2 attention soft-cap (binding decision 1).");
 ABSL_FLAG(bool, exact_timesteps, DefaultEngine().exact_timesteps,
@@ -461,6 +464,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.engine.caption_len = absl::GetFlag(FLAGS_caption_len);
   c.engine.text_softcap = absl::GetFlag(FLAGS_text_softcap);
   c.engine.allow_tf32 = absl::GetFlag(FLAGS_allow_tf32);
+  auto vae_dtype = ParseVaeDtype("--vae_dtype", absl::GetFlag(FLAGS_vae_dtype));
+  if (!vae_dtype.ok()) return vae_dtype.status();
+  c.engine.vae_dtype = *vae_dtype;
   c.engine.warmup_width = absl::GetFlag(FLAGS_warmup_width);
   c.engine.warmup_height = absl::GetFlag(FLAGS_warmup_height);
   c.engine.exact_timesteps = absl::GetFlag(FLAGS_exact_timesteps);

@@ -25,6 +25,8 @@ namespace longsana::engine {
 using SessionId = uint64_t;
 
 enum class DeviceKind { kCpu, kCuda };
+// The VAE decoder's compute dtype: its weights, activations and every session's decoder cache.
+enum class VaeDtype { kFloat32, kBFloat16 };
 enum class PromptSwitchMode {
   kImmediate,  // the next block that has not started uses the new caption
   kRecache,    // first re-run the previous block's cache pass with it (model.md §7.5)
@@ -259,6 +261,11 @@ struct EngineConfig {
   // fp32 parity tolerances no longer hold: GOLDENS.md §5). Off by default, explicitly (LibTorch
   // itself turns it on for cuDNN). No effect on CPU.
   bool allow_tf32 = false;
+  // --vae_dtype. fp32 (the reference's; GOLDENS.md §5 parity) or bf16: half the decoder cache
+  // per session and bf16 convolutions, within the bf16 tolerances of engine/parity/
+  // tolerances.h (relative RMS error ~2% of the video, ~10 of 255 levels at worst on the tiny
+  // model). The DiT and Gemma are bf16 on CUDA and fp32 on CPU whatever this says.
+  VaeDtype vae_dtype = VaeDtype::kFloat32;
   // Before readiness, one first block (SamplerOptions::block_frames + 1 latent frames) goes
   // through the DiT and the VAE at warmup_width x warmup_height, so that readiness means a
   // session of that size runs (and on CUDA fits in memory), and the first request pays no

@@ -140,6 +140,7 @@ absl::Status EngineImpl::Load() {
                CountParams(WanVaeDecoderParamSpecs(dir_.vae)));
   VaeOptions vae;
   vae.device = device_.is_cuda() ? "cuda" : "cpu";
+  vae.dtype = config_.vae_dtype == VaeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
   LONGSANA_ASSIGN_OR_RETURN(vae_, WanVaeDecoder::Load(dir_, vae));
   // RoPE covers rope_max_seq_len positions per axis (model.md §6): longer videos or larger
   // frames than that cannot be generated, so the limits never exceed it.

@@ -345,5 +345,35 @@ TEST(Engine, InfoDescribesTheModel) {
   EXPECT_EQ(engine->Stats().admissible, 4);
 }
 
+// --vae_dtype bf16: ModelInfo says so, sessions decode and stream, and a session's slot is
+// smaller by half the VAE cache.
+TEST(Engine, ABf16VaeStreamsAndHalvesItsCacheInTheSlot) {
+  EngineConfig fp32_config = TinyConfig();
+  EngineConfig bf16_config = TinyConfig();
+  bf16_config.vae_dtype = VaeDtype::kBFloat16;
+  int64_t slot_bytes[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    auto engine = MakeEngine(i == 0 ? fp32_config : bf16_config);
+    ASSERT_TRUE(engine);
+    EXPECT_EQ(engine->Info().vae_dtype, i == 0 ? "float32" : "bfloat16");
+    EXPECT_EQ(engine->Info().transformer_dtype, "float32") << "the DiT is not the VAE";
+    auto sink = std::make_shared<RecordingSink>();
+    sink->congested = true;  // holds the session (and its slot) after its first chunk
+    ASSERT_TRUE(engine->Submit(Spec(81), sink).ok());
+    for (int k = 0; k < 3000 && engine->Stats().slot_bytes_in_use == 0; ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    slot_bytes[i] = engine->Stats().slot_bytes_in_use;
+    sink->congested = false;
+    ASSERT_TRUE(sink->WaitDone());
+    EXPECT_TRUE(sink->status.ok()) << sink->status;
+    EXPECT_EQ(sink->stats.frames, 81);
+  }
+  EXPECT_GT(slot_bytes[1], 0);
+  EXPECT_LT(slot_bytes[1], slot_bytes[0]);
+  std::cout << "slot bytes at 64x64: fp32 VAE " << slot_bytes[0] << ", bf16 VAE " << slot_bytes[1]
+            << "\n";
+}
+
 }  // namespace
 }  // namespace longsana::engine

@@ -323,6 +323,10 @@ TEST(ServerConfig, ParsesByteSizesDevicesLevelsAndAddresses) {
   }
   EXPECT_EQ(*ParseDevice("d", "CUDA"), engine::DeviceKind::kCuda);
   EXPECT_FALSE(ParseDevice("d", "tpu").ok());
+  EXPECT_EQ(*ParseVaeDtype("v", "BF16"), engine::VaeDtype::kBFloat16);
+  EXPECT_EQ(*ParseVaeDtype("v", "fp32"), engine::VaeDtype::kFloat32);
+  EXPECT_TRUE(std::string(ParseVaeDtype("--vae_dtype", "fp16").status().message())
+                  .starts_with("--vae_dtype:"));
   EXPECT_EQ(*ParseLogLevel("l", "debug"), LogLevel::kDebug);
   EXPECT_FALSE(ParseLogLevel("l", "loud").ok());
 

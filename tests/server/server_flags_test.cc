@@ -343,6 +343,7 @@ const std::map<std::string, Sample>& Samples() {
       {"text_queue_size", {"9"}},
       {"text_softcap", {"true"}},
       {"allow_tf32", {"true"}},
+      {"vae_dtype", {"bf16"}},
       {"warmup_width", {"64"}},
       {"warmup_height", {"80"}},
       {"threads", {"3"}},
