@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "engine/common/str_util.h"
+#include "engine/models/wan_vae/wan_vae_layers.h"
 
 namespace longsana::engine {
 
@@ -24,45 +25,39 @@ absl::StatusOr<WanVaeCacheLayout> ComputeWanVaeCacheLayout(const WanVaeConfig& c
   WanVaeCacheLayout layout;
   layout.latent_h = latent_h;
   layout.latent_w = latent_w;
-  int64_t h = latent_h, w = latent_w;
-  auto add = [&](std::string conv, int64_t channels, bool time_conv) {
-    WanVaeCacheSlot slot;
-    slot.conv = std::move(conv);
-    slot.shape = {1, channels, kWanVaeCacheFrames, h, w};
-    slot.offset = layout.numel;
-    slot.time_conv = time_conv;
-    const int64_t n = slot.numel();
-    layout.numel +=
-        (n + kWanVaeCacheAlignElements - 1) / kWanVaeCacheAlignElements * kWanVaeCacheAlignElements;
-    layout.slots.push_back(std::move(slot));
-  };
-  auto residual = [&](const std::string& p, int64_t in, int64_t out) {
-    add(p + ".conv1", in, false);
-    add(p + ".conv2", out, false);
-  };
-
-  // Same walk as WanVaeDecoderParamSpecs (model.md §8.3).
-  const std::vector<int64_t> dims = config.decoder_dims();
-  const std::vector<bool> up_t = config.temperal_upsample();
-  add("decoder.conv_in", config.z_dim, false);
-  residual("decoder.mid_block.resnets.0", dims[0], dims[0]);
-  residual("decoder.mid_block.resnets.1", dims[0], dims[0]);
-  int64_t out_dim = dims[0];
-  for (size_t i = 0; i + 1 < dims.size(); ++i) {
-    int64_t in_dim = i > 0 ? dims[i] / 2 : dims[i];
-    out_dim = dims[i + 1];
-    const std::string p = StrCat("decoder.up_blocks.", i);
-    for (int64_t j = 0; j <= config.num_res_blocks; ++j) {
-      residual(StrCat(p, ".resnets.", j), in_dim, out_dim);
-      in_dim = out_dim;
-    }
-    if (i + 1 < config.dim_mult.size()) {
-      if (up_t[i]) add(p + ".upsamplers.0.time_conv", out_dim, true);
-      h *= 2;
-      w *= 2;
+  for (const WanVaeLayer& l : WanVaeDecoderLayers(config)) {
+    const int64_t h = latent_h * l.scale, w = latent_w * l.scale;
+    auto add = [&](std::string conv, int64_t channels, bool time_conv) {
+      WanVaeCacheSlot slot;
+      slot.conv = std::move(conv);
+      slot.shape = {1, channels, kWanVaeCacheFrames, h, w};
+      slot.offset = layout.numel;
+      slot.time_conv = time_conv;
+      const int64_t n = slot.numel();
+      layout.numel += (n + kWanVaeCacheAlignElements - 1) / kWanVaeCacheAlignElements *
+                      kWanVaeCacheAlignElements;
+      layout.slots.push_back(std::move(slot));
+    };
+    // Every temporal-kernel-3 conv keeps its last 2 input frames; 1x1x1 convs keep nothing.
+    switch (l.kind) {
+      case WanVaeLayer::Kind::kConvIn:
+      case WanVaeLayer::Kind::kConvOut:
+        add(l.prefix, l.in, false);
+        break;
+      case WanVaeLayer::Kind::kResidual:
+        add(l.prefix + ".conv1", l.in, false);
+        add(l.prefix + ".conv2", l.out, false);
+        break;
+      case WanVaeLayer::Kind::kTimeConv:
+        add(l.prefix, l.in, true);
+        break;
+      case WanVaeLayer::Kind::kPostQuantConv:
+      case WanVaeLayer::Kind::kAttention:
+      case WanVaeLayer::Kind::kResample:
+      case WanVaeLayer::Kind::kNormOut:
+        break;
     }
   }
-  add("decoder.conv_out", out_dim, false);
   return layout;
 }
 

@@ -1,6 +1,7 @@
 #include "engine/models/wan_vae/wan_vae_params.h"
 
 #include "engine/common/str_util.h"
+#include "engine/models/wan_vae/wan_vae_layers.h"
 
 namespace longsana::engine {
 namespace {
@@ -39,33 +40,36 @@ class Builder {
 }  // namespace
 
 ParamSpecs WanVaeDecoderParamSpecs(const WanVaeConfig& c) {
+  using Kind = WanVaeLayer::Kind;
   ParamSpecs specs;
   Builder b(&specs);
-  const std::vector<int64_t> dims = c.decoder_dims();
-  const std::vector<bool> up_t = c.temperal_upsample();
-  b.CausalConv("post_quant_conv", c.z_dim, c.z_dim, 1, 1, 1);
-  b.CausalConv("decoder.conv_in", dims[0], c.z_dim, 3, 3, 3);
-  b.Residual("decoder.mid_block.resnets.0", dims[0], dims[0]);
-  b.Attention("decoder.mid_block.attentions.0", dims[0]);
-  b.Residual("decoder.mid_block.resnets.1", dims[0], dims[0]);
-  int64_t out_dim = dims[0];
-  for (size_t i = 0; i + 1 < dims.size(); ++i) {
-    int64_t in_dim = i > 0 ? dims[i] / 2 : dims[i];  // every Resample halves the channels
-    out_dim = dims[i + 1];
-    const std::string p = StrCat("decoder.up_blocks.", i);
-    for (int64_t j = 0; j <= c.num_res_blocks; ++j) {
-      b.Residual(StrCat(p, ".resnets.", j), in_dim, out_dim);
-      in_dim = out_dim;
-    }
-    if (i + 1 < c.dim_mult.size()) {
-      const std::string u = p + ".upsamplers.0";
-      if (up_t[i]) b.CausalConv(u + ".time_conv", 2 * out_dim, out_dim, 3, 1, 1);
-      b.Add(u + ".resample.1.weight", {out_dim / 2, out_dim, 3, 3});
-      b.Add(u + ".resample.1.bias", {out_dim / 2});
+  for (const WanVaeLayer& l : WanVaeDecoderLayers(c)) {
+    switch (l.kind) {
+      case Kind::kPostQuantConv:
+        b.CausalConv(l.prefix, l.out, l.in, 1, 1, 1);
+        break;
+      case Kind::kConvIn:
+      case Kind::kConvOut:
+        b.CausalConv(l.prefix, l.out, l.in, 3, 3, 3);
+        break;
+      case Kind::kResidual:
+        b.Residual(l.prefix, l.in, l.out);
+        break;
+      case Kind::kAttention:
+        b.Attention(l.prefix, l.in);
+        break;
+      case Kind::kTimeConv:
+        b.CausalConv(l.prefix, l.out, l.in, 3, 1, 1);
+        break;
+      case Kind::kResample:
+        b.Add(l.prefix + ".weight", {l.out, l.in, 3, 3});
+        b.Add(l.prefix + ".bias", {l.out});
+        break;
+      case Kind::kNormOut:
+        b.Add(l.prefix + ".gamma", {l.in, 1, 1, 1});
+        break;
     }
   }
-  b.Add("decoder.norm_out.gamma", {out_dim, 1, 1, 1});
-  b.CausalConv("decoder.conv_out", 3, out_dim, 3, 3, 3);
   return specs;
 }
 
