@@ -124,6 +124,12 @@ absl::Status EngineImpl::Load() {
     at::globalContext().setAllowTF32CuBLAS(config_.allow_tf32);
     at::globalContext().setAllowTF32CuDNN(config_.allow_tf32);
     spdlog::info("TF32 {} (--allow_tf32)", config_.allow_tf32 ? "on" : "off");
+    // Batch invariance on CUDA (README "Batch invariance"): every DiT GEMM already runs per
+    // item with a solo run's shapes, so cuBLAS picks the same kernel alone or batched; cuDNN
+    // must not choose its convolution algorithms by timing (benchmark mode) nor use the
+    // non-deterministic ones, or the same decode could round differently run to run.
+    at::globalContext().setBenchmarkCuDNN(false);
+    at::globalContext().setDeterministicCuDNN(true);
   }
   DitOptions dit;
   dit.device = device_;

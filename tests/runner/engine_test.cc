@@ -10,6 +10,7 @@
 
 #include "engine/common/fault_injection.h"
 #include "tests/common/testdata.h"
+#include "tests/runner/batch_invariance.h"
 #include "tests/runner/engine_test_util.h"
 #include "tests/runner/recording_sink.h"
 
@@ -81,24 +82,8 @@ TEST(Engine, SameSeedSameBytesAloneOrBatchedWithOthers) {
   config.observer = recorder;
   auto engine = MakeEngine(config);
   ASSERT_TRUE(engine);
-  auto alone = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(engine->Submit(Spec(81, 42), alone).ok());
-  ASSERT_TRUE(alone->WaitDone());
-  ASSERT_TRUE(alone->status.ok()) << alone->status;
-
-  std::vector<std::shared_ptr<RecordingSink>> sinks;
-  for (int i = 0; i < 4; ++i) sinks.push_back(std::make_shared<RecordingSink>());
-  for (int i = 0; i < 4; ++i) {
-    SessionSpec spec = Spec(81, i == 2 ? 42 : 100 + i);
-    if (i != 2) spec.prompt = "another prompt " + std::to_string(i);
-    ASSERT_TRUE(engine->Submit(spec, sinks[i]).ok());
-  }
-  for (auto& s : sinks) ASSERT_TRUE(s->WaitDone());
-  EXPECT_EQ(sinks[2]->Video(), alone->Video());
-  EXPECT_NE(sinks[1]->Video(), alone->Video());
-  // They really were batched.
+  ExpectSameBytesAloneAndBatched(*engine);
   const EngineStats stats = engine->Stats();
-  EXPECT_GT(stats.forward_items, stats.forwards);
   // No step, alone or batched, asked the host to wait for the device.
   const std::vector<ForwardSample> forwards = recorder->samples();
   ASSERT_EQ(forwards.size(), stats.forwards);

@@ -3,7 +3,10 @@
 //   (a) the tiny checkpoint (tests/testdata/tiny-longsana) on the chosen device;
 //   (b) the real 2B config (random weights) at 832x480 with a 10-latent-frame block and
 //       batch 1/2/4/8 — on CUDA when a device is present (on CPU only with --real_on_cpu).
-// Prints a table; timings are medians over --iters runs after one warm-up.
+// Prints a table; timings are medians over --iters runs after one warm-up. FLOPs are counted
+// from the config (engine/models/longsana_dit/dit_flops.h: matmuls and convolutions); with
+// --peak_tflops (the device's dense peak for the dtype, e.g. 989 for bf16 on an H100 SXM) the
+// table also gives the model FLOP utilisation (MFU) of the forward.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/version.h>
@@ -17,6 +20,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "engine/models/longsana_dit/dit_flops.h"
 #include "engine/models/longsana_dit/dit_model.h"
 #include "engine/models/longsana_dit/dit_params.h"
 #include "engine/models/model_directory.h"
@@ -31,6 +35,8 @@ ABSL_FLAG(int, iters, 3, "timed iterations per measurement");
 ABSL_FLAG(int, threads, 0, "CPU intra-op threads (0: one per core)");
 ABSL_FLAG(std::string, batches, "1,2,4,8", "batch sizes for the real config");
 ABSL_FLAG(bool, real_on_cpu, false, "also run the real config on CPU (minutes per forward)");
+ABSL_FLAG(double, peak_tflops, 0,
+          "the device's dense peak TFLOP/s for the dtype, for the MFU column (0: no MFU)");
 
 namespace {
 
@@ -83,17 +89,36 @@ Measurement Measure(const DitModel& model, int batch, int64_t frames, int64_t lh
 }
 
 void PrintRow(const char* name, const DitModel& model, int batch, int64_t frames, int64_t lh,
-              int64_t lw, const Measurement& m) {
+              int64_t lw, int64_t caption_len, const Measurement& m) {
   const auto& p = model.config().patch_size;
   const int64_t tokens = frames * (lh / p[1]) * (lw / p[2]);
   const double block_ms = 4 * m.forward_ms + m.cache_ms;  // 4 denoise steps + cache pass
   const double video_frames = batch * 4.0 * frames;        // 4 video frames per latent frame
-  std::printf("%-6s %5lldx%-5lld %6lld %5d %8lld %12.2f %10.3f %12.2f %12.1f %10.1f %14lld\n", name,
-              static_cast<long long>(lw * 8), static_cast<long long>(lh * 8),
-              static_cast<long long>(frames), batch, static_cast<long long>(tokens), m.forward_ms,
-              1000.0 * m.forward_ms / (tokens * batch), m.cache_ms, block_ms,
-              video_frames / (block_ms / 1000.0),
-              static_cast<long long>(model.StateSpec(lh, lw, -1).bytes()));
+  const double flops =
+      batch *
+      longsana::engine::CountDitForwardFlops(model.config(), frames, lh, lw, caption_len).total();
+  const double tflops_per_s = flops / (m.forward_ms / 1000.0) / 1e12;
+  const double peak = absl::GetFlag(FLAGS_peak_tflops);
+  char mfu[16] = "-";  // the table's column
+  if (peak > 0) std::snprintf(mfu, sizeof mfu, "%.1f", 100.0 * tflops_per_s / peak);
+  char mfu_cell[24] = "-";  // the summary's, with its unit
+  if (peak > 0) std::snprintf(mfu_cell, sizeof mfu_cell, "%.1f%%", 100.0 * tflops_per_s / peak);
+  std::printf(
+      "%-6s %5lldx%-5lld %6lld %5d %8lld %12.2f %10.3f %12.2f %12.1f %10.1f %14lld %11.1f "
+      "%9.2f %6s\n",
+      name, static_cast<long long>(lw * 8), static_cast<long long>(lh * 8),
+      static_cast<long long>(frames), batch, static_cast<long long>(tokens), m.forward_ms,
+      1000.0 * m.forward_ms / (tokens * batch), m.cache_ms, block_ms,
+      video_frames / (block_ms / 1000.0),
+      static_cast<long long>(model.StateSpec(lh, lw, -1).bytes()), flops / 1e9, tflops_per_s, mfu);
+  // One line per real-model row for scripts/gpu/check.sh's summary table.
+  if (std::string(name) == "tiny") return;
+  std::printf(
+      "SUMMARY | DiT %s %lldx%lld, %lld latent frames, batch %d | %.1f ms/forward | "
+      "%.1f fps (DiT only) | %.1f TFLOP/s of %.2f TFLOP counted | MFU %s |\n",
+      name, static_cast<long long>(lw * 8), static_cast<long long>(lh * 8),
+      static_cast<long long>(frames), batch, m.forward_ms, video_frames / (block_ms / 1000.0),
+      tflops_per_s, flops / 1e12, mfu_cell);
 }
 
 std::vector<int> ParseBatches(const std::string& s) {
@@ -126,9 +151,9 @@ int main(int argc, char** argv) {
               at::get_num_threads(), TORCH_VERSION);
   std::printf("block = 4 denoise forwards + 1 cache pass; fps = video frames per second of DiT "
               "time (4 video frames per latent frame)\n\n");
-  std::printf("%-6s %11s %6s %5s %8s %12s %10s %12s %12s %10s %14s\n", "model", "resolution",
-              "frames", "batch", "tokens", "forward ms", "us/token", "cache ms", "block ms",
-              "fps", "state B/sess");
+  std::printf("%-6s %11s %6s %5s %8s %12s %10s %12s %12s %10s %14s %11s %9s %6s\n", "model",
+              "resolution", "frames", "batch", "tokens", "forward ms", "us/token", "cache ms",
+              "block ms", "fps", "state B/sess", "GFLOP/fwd", "TFLOP/s", "MFU %");
 
   auto dir = longsana::engine::ModelDirectory::Open(absl::GetFlag(FLAGS_tiny_model));
   if (!dir.ok()) {
@@ -142,7 +167,8 @@ int main(int argc, char** argv) {
   }
   for (auto [lh, lw] : {std::pair<int64_t, int64_t>{8, 12}, {60, 104}}) {
     for (int batch : {1, 4}) {
-      PrintRow("tiny", **tiny, batch, 10, lh, lw, Measure(**tiny, batch, 10, lh, lw, 24, iters));
+      PrintRow("tiny", **tiny, batch, 10, lh, lw, 24,
+               Measure(**tiny, batch, 10, lh, lw, 24, iters));
     }
   }
 
@@ -151,11 +177,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  // "2B" for the real configuration, "config" for another one given by --real_config.
+  const char* real_name =
+      config->num_layers == 20 && config->num_attention_heads * config->attention_head_dim == 2240
+          ? "2B"
+          : "config";
+  const double real_flops =
+      longsana::engine::CountDitForwardFlops(*config, 10, 60, 104, 300).total();
+  std::printf(
+      "\n%s at 832x480, 10 latent frames, caption 300: %.2f TFLOP per forward, %.2f "
+      "TFLOP per block (4 steps + cache pass, 40 video frames)\n",
+      real_name, real_flops / 1e12, 5 * real_flops / 1e12);
+  if (absl::GetFlag(FLAGS_peak_tflops) > 0) {
+    std::printf("At %.0f TFLOP/s the DiT alone could make at most %.1f video frames/s\n",
+                absl::GetFlag(FLAGS_peak_tflops),
+                40.0 / (5 * real_flops / (absl::GetFlag(FLAGS_peak_tflops) * 1e12)));
+  }
   if (!device.is_cuda() && !absl::GetFlag(FLAGS_real_on_cpu)) {
     const auto spec = longsana::engine::DitStateSpec::For(*config, 60, 104, -1, at::kBFloat16);
-    std::printf("\n2B     (832x480, 10 frames, batch 1/2/4/8): skipped, no CUDA device "
-                "(--real_on_cpu to force). State per session (bf16 conv cache): %lld bytes\n",
-                static_cast<long long>(spec.bytes()));
+    std::printf(
+        "2B     (832x480, 10 frames, batch 1/2/4/8): skipped, no CUDA device "
+        "(--real_on_cpu to force). State per session (bf16 conv cache): %lld bytes\n",
+        static_cast<long long>(spec.bytes()));
     return 0;
   }
   longsana::engine::WeightLoadOptions load;
@@ -168,7 +211,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (int batch : ParseBatches(absl::GetFlag(FLAGS_batches))) {
-    PrintRow("2B", **real, batch, 10, 60, 104, Measure(**real, batch, 10, 60, 104, 300, iters));
+    PrintRow(real_name, **real, batch, 10, 60, 104, 300,
+             Measure(**real, batch, 10, 60, 104, 300, iters));
   }
   return 0;
 }

@@ -5,9 +5,14 @@
 //      in-process sink) and R times through an in-process gRPC server on localhost
 //      (Generate stub, events parsed, chunks concatenated): median end-to-end seconds and
 //      time to first chunk, and the ratio gRPC / direct.
-//   2. Aggregate generated frames per second with 1, 2 and 4 concurrent Generate streams.
+//   2. Aggregate generated frames per second with 1, 2 and 4 concurrent Generate streams
+//      (--sessions), the median time to first chunk, the slowest session's own fps, and how
+//      many of the sessions kept real time (their fps >= --fps).
 //
-// Defaults: the tiny checkpoint on CPU, 64x64, 81 frames. Prints a table.
+// Sessions render as fast as they can (pacing PACING_AS_FAST_AS_POSSIBLE): this measures
+// throughput, not the paced service. Defaults: the tiny checkpoint on CPU, 64x64, 81 frames.
+// Prints a table, and SUMMARY lines for scripts/gpu/check.sh. At the real size on a GPU:
+// a folder from longsana-random-model, --caption_len 300 --width 832 --height 480.
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
@@ -41,6 +46,8 @@ ABSL_FLAG(bool, metrics, true,
           "Record Prometheus metrics (server and engine observer); off measures their cost.");
 ABSL_FLAG(std::vector<std::string>, sessions, std::vector<std::string>({"1", "2", "4"}),
           "Concurrent session counts for the throughput table.");
+ABSL_FLAG(std::string, vae_dtype, "fp32", "fp32 | bf16 (the server's --vae_dtype).");
+ABSL_FLAG(int, fps, 16, "Video frame rate: a session keeps real time at this many frames/s.");
 
 namespace {
 
@@ -169,6 +176,10 @@ int main(int argc, char** argv) {
   config.max_sessions = 4;
   config.queue_size = 16;
   config.encoder_threads = 1;
+  config.fps = absl::GetFlag(FLAGS_fps);
+  config.default_pacing = engine::Pacing::kAsFastAsPossible;
+  config.vae_dtype = absl::GetFlag(FLAGS_vae_dtype) == "bf16" ? engine::VaeDtype::kBFloat16
+                                                              : engine::VaeDtype::kFloat32;
   std::vector<int> counts;
   for (const auto& s : absl::GetFlag(FLAGS_sessions)) counts.push_back(std::stoi(s));
   config.max_sessions = std::max(4, *std::max_element(counts.begin(), counts.end()));
@@ -235,11 +246,18 @@ int main(int argc, char** argv) {
              frames / g);
   fmt::print("gRPC / direct = {:.3f} (overhead {:+.1f} ms per session)\n\n", g / d, (g - d) * 1000);
 
-  fmt::print("| sessions | wall s | frames | aggregate fps | per-session fps |\n");
-  fmt::print("|----------|--------|--------|---------------|-----------------|\n");
+  fmt::print(
+      "| sessions | wall s | frames | aggregate fps | per-session fps | slowest fps | "
+      "first chunk s (median) | real-time sessions |\n");
+  fmt::print(
+      "|----------|--------|--------|---------------|-----------------|-------------|"
+      "------------------------|--------------------|\n");
+  const double realtime_fps = absl::GetFlag(FLAGS_fps);
   for (int n : counts) {
-    std::vector<double> walls;
+    std::vector<double> walls, ttfc;
     int64_t total_frames = 0;
+    double slowest = 0;
+    int realtime = 0;
     for (int rep = 0; rep < repeats; ++rep) {
       const auto start = Clock::now();
       std::vector<std::future<absl::StatusOr<Run>>> runs;
@@ -249,6 +267,8 @@ int main(int argc, char** argv) {
         }));
       }
       total_frames = 0;
+      slowest = 1e300;
+      realtime = 0;
       for (auto& f : runs) {
         auto r = f.get();
         if (!r.ok()) {
@@ -256,12 +276,24 @@ int main(int argc, char** argv) {
           return 1;
         }
         total_frames += r->frames;
+        ttfc.push_back(r->first_chunk);
+        const double own = r->frames / r->seconds;
+        slowest = std::min(slowest, own);
+        if (own >= realtime_fps) ++realtime;
       }
       walls.push_back(Since(start));
     }
     const double wall = Median(walls);
-    fmt::print("| {:8d} | {:6.2f} | {:6d} | {:13.1f} | {:15.1f} |\n", n, wall, total_frames,
-               total_frames / wall, total_frames / wall / n);
+    fmt::print("| {:8d} | {:6.2f} | {:6d} | {:13.1f} | {:15.1f} | {:11.1f} | {:22.3f} | {:>18} |\n",
+               n, wall, total_frames, total_frames / wall, total_frames / wall / n, slowest,
+               Median(ttfc), fmt::format("{} of {}", realtime, n));
+    fmt::print(
+        "SUMMARY | engine, {} sessions of {}x{}, {} frames (VAE {}) | {:.1f} video "
+        "frames/s together | first chunk {:.2f} s | {} of {} kept real time ({} fps) "
+        "|\n",
+        n, absl::GetFlag(FLAGS_width), absl::GetFlag(FLAGS_height), frames,
+        absl::GetFlag(FLAGS_vae_dtype), total_frames / wall, Median(ttfc), realtime, n,
+        absl::GetFlag(FLAGS_fps));
   }
   const engine::EngineStats stats = eng->Stats();
   fmt::print("\nengine: {} forwards, {:.2f} work items per forward\n", stats.forwards,

@@ -228,6 +228,12 @@ int Main(int argc, char** argv) {
                 static_cast<long long>(s), static_cast<long long>(r.batch), r.t.mean_ms, r.t.min_ms,
                 r.t.max_ms);
   }
+  // For scripts/gpu/check.sh's summary table: the encode a new prompt costs.
+  std::printf(
+      "SUMMARY | Gemma-2 encode, %s, %s on %s, %lld tokens | %.1f ms per prompt (cache miss) "
+      "| %.3f ms cache hit | |\n",
+      model.c_str(), c10::toString(dtype), options.device.str().c_str(), static_cast<long long>(s),
+      rows[2].t.mean_ms, rows[3].t.mean_ms);
   return 0;
 }
 

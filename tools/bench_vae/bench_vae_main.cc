@@ -8,9 +8,13 @@
 // cache, for each `--pass-frames` value (VaeOptions::max_frames_per_pass; default 1 on CPU,
 // 1,2,4 on CUDA). --device auto (the default) runs CPU, plus CUDA when a GPU is present.
 //
+// FLOPs per latent frame are counted from the config (engine/models/wan_vae/wan_vae_flops.h);
+// with --peak-tflops (the device's dense peak for the dtype) the table gives the MFU. On CUDA
+// TF32 stays off (the reference numerics) unless --tf32.
+//
 //   longsana-bench-vae [--config PATH] [--width 832] [--height 480] [--frames N]
 //                      [--device auto|cpu|cuda] [--dtype fp32|bf16] [--pass-frames K,...]
-//                      [--threads N]
+//                      [--threads N] [--peak-tflops T] [--tf32]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -23,6 +27,7 @@
 
 #include "engine/loader/param_spec.h"
 #include "engine/models/wan_vae/wan_vae_decoder.h"
+#include "engine/models/wan_vae/wan_vae_flops.h"
 #include "engine/models/wan_vae/wan_vae_params.h"
 #include "fmt/format.h"
 
@@ -41,6 +46,8 @@ struct BenchArgs {
   std::string dtype = "fp32";
   std::vector<int64_t> pass_frames;  // default: 1 on CPU, 1,2,4 on CUDA
   int threads = 2;
+  double peak_tflops = 0;  // for the MFU column; 0: none
+  bool tf32 = false;
 };
 
 bool ParseArgs(int argc, char** argv, BenchArgs* args) try {
@@ -61,6 +68,10 @@ bool ParseArgs(int argc, char** argv, BenchArgs* args) try {
       args->dtype = value();
     } else if (a == "--threads") {
       args->threads = std::stoi(value());
+    } else if (a == "--peak-tflops") {
+      args->peak_tflops = std::stod(value());
+    } else if (a == "--tf32") {
+      args->tf32 = true;
     } else if (a == "--pass-frames") {
       args->pass_frames.clear();
       std::stringstream list(value());
@@ -114,6 +125,7 @@ struct Row {
   double first_ms = 0, steady_ms = 0;
   int64_t predicted = 0, allocated = 0, weight_bytes = 0;
   double peak_rss_mib = 0;
+  double first_flops = 0, steady_flops = 0;  // counted, per latent frame
 };
 
 // Waits for the device: a scalar read synchronises CUDA.
@@ -168,6 +180,12 @@ bool RunOne(const WanVaeConfig& config,
     row->weight_bytes += t.numel() * t.element_size();
   }
   row->peak_rss_mib = PeakRssMiB();
+  auto first_flops = CountWanVaeDecodeFlops(config, h, w, /*first_frame=*/true);
+  auto steady_flops = CountWanVaeDecodeFlops(config, h, w, /*first_frame=*/false);
+  if (first_flops.ok() && steady_flops.ok()) {
+    row->first_flops = first_flops->total;
+    row->steady_flops = steady_flops->total;
+  }
   return true;
 }
 
@@ -177,7 +195,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: %s [--config PATH] [--width 832] [--height 480] [--frames N] "
                  "[--device auto|cpu|cuda] [--dtype fp32|bf16] [--pass-frames K,...] "
-                 "[--threads N]\n(width and height must be multiples of 8)\n",
+                 "[--threads N] [--peak-tflops T] [--tf32]\n(width and height must be "
+                 "multiples of 8)\n",
                  argv[0]);
     return 2;
   }
@@ -195,9 +214,9 @@ int Main(int argc, char** argv) {
   } else {
     devices.push_back(args.device);
   }
-  if (at::hasCUDA()) {  // the reference numerics (model.md §8.1)
-    at::globalContext().setAllowTF32CuDNN(false);
-    at::globalContext().setAllowTF32CuBLAS(false);
+  if (at::hasCUDA()) {  // off: the reference numerics (model.md §8.1)
+    at::globalContext().setAllowTF32CuDNN(args.tf32);
+    at::globalContext().setAllowTF32CuBLAS(args.tf32);
   }
   const auto weights = RandomWeights(*config);
   std::printf("Wan VAE decoder, config %s, %lldx%lld video (latent %lldx%lld), %d CPU threads\n",
@@ -223,17 +242,40 @@ int Main(int argc, char** argv) {
   }
   std::printf(
       "\n| device | dtype | frames/pass | latent frame 0 (1 video frame) ms | later latent frame "
-      "(4 video frames) ms [n] | cache bytes/session predicted | allocated | weights bytes "
-      "| peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+      "(4 video frames) ms [n] | GFLOP frame 0 / later | TFLOP/s later | MFU %% | cache "
+      "bytes/session predicted | allocated | weights bytes | peak RSS MiB |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
+    const double tflops_per_s = r.steady_flops / (r.steady_ms / 1000.0) / 1e12;
+    const std::string mfu =
+        args.peak_tflops > 0 ? fmt::format("{:.1f}", 100 * tflops_per_s / args.peak_tflops) : "-";
     std::printf(
         "%s",
-        fmt::format("| {} | {} | {} | {:.1f} | {:.1f} [{}] | {} ({:.3f} GiB) | {} | {} "
-                    "| {:.0f} |\n",
-                    r.device, r.dtype, r.pass_frames, r.first_ms, r.steady_ms, r.steady_frames,
-                    r.predicted, static_cast<double>(r.predicted) / (1 << 30), r.allocated,
-                    r.weight_bytes, r.peak_rss_mib)
+        fmt::format("| {} | {}{} | {} | {:.1f} | {:.1f} [{}] | {:.0f} / {:.0f} | {:.2f} | {} | {} "
+                    "({:.3f} GiB) | {} | {} | {:.0f} |\n",
+                    r.device, r.dtype, args.tf32 && r.device != "cpu" ? " (TF32)" : "",
+                    r.pass_frames, r.first_ms, r.steady_ms, r.steady_frames, r.first_flops / 1e9,
+                    r.steady_flops / 1e9, tflops_per_s, mfu, r.predicted,
+                    static_cast<double>(r.predicted) / (1 << 30), r.allocated, r.weight_bytes,
+                    r.peak_rss_mib)
             .c_str());
+  }
+  // One line per row for scripts/gpu/check.sh's summary table.
+  for (const Row& r : rows) {
+    const double tflops_per_s = r.steady_flops / (r.steady_ms / 1000.0) / 1e12;
+    std::printf(
+        "%s", fmt::format("SUMMARY | VAE decode {} {}{} {}x{}, {} latent frames/pass | "
+                          "{:.1f} ms per later latent frame (frame 0: {:.1f} ms) | {:.1f} "
+                          "video frames/s | {:.1f} TFLOP/s of {:.2f} TFLOP counted{} | "
+                          "cache {:.2f} GiB/session |\n",
+                          r.device, r.dtype, args.tf32 && r.device != "cpu" ? "+TF32" : "",
+                          args.width, args.height, r.pass_frames, r.steady_ms, r.first_ms,
+                          4000.0 / r.steady_ms, tflops_per_s, r.steady_flops / 1e12,
+                          args.peak_tflops > 0
+                              ? fmt::format(", MFU {:.1f}%", 100 * tflops_per_s / args.peak_tflops)
+                              : "",
+                          static_cast<double>(r.predicted) / (1 << 30))
+                  .c_str());
   }
   return 0;
 }
