@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "train"))
+from train_paths import TRAIN  # noqa: E402  (also puts tools/train on the path)
 import evaluate  # noqa: E402
 import toyworld  # noqa: E402
 from toyworld import Scene  # noqa: E402
@@ -125,7 +125,7 @@ class EvaluatorTest(unittest.TestCase):
                              {"colour": 1, "background": 1, "shape": 1, "motion": 1,
                               "present": 1})
             # The command-line tool agrees, and --min makes a mismatch an exit status.
-            tool = Path(__file__).resolve().parents[2] / "tools" / "train" / "evaluate.py"
+            tool = TRAIN / "evaluate.py"
             ok = subprocess.run([sys.executable, str(tool), path, "--switch",
                                  toyworld.caption(before), toyworld.caption(after, 3),
                                  "--at-block", "2", "--min", "1"],

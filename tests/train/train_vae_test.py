@@ -7,21 +7,17 @@ its config.
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "train"))
+from train_paths import TINY, binary  # noqa: E402  (also puts tools/train on the path)
 import train_vae  # noqa: E402
 
-TINY = ROOT / "tests" / "testdata" / "tiny-longsana"
 
 
 class TrainVaeTest(unittest.TestCase):
@@ -33,7 +29,7 @@ class TrainVaeTest(unittest.TestCase):
         _, again = train_vae.train(2, seed=0, batch=2)  # same seed: the same first steps
         self.assertEqual(again, losses[:2])
 
-        inspect = os.environ.get("LONGSANA_INSPECT", str(ROOT / "build" / "bin" / "longsana-inspect"))
+        inspect = binary("LONGSANA_INSPECT", "longsana-inspect")
         with tempfile.TemporaryDirectory() as d:
             model = Path(d) / "model"
             shutil.copytree(TINY, model)

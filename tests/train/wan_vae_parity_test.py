@@ -7,22 +7,18 @@ exactly the keys and shapes the engine's strict loader expects.
     LONGSANA_PARITY=build/bin/longsana-parity /usr/bin/python3 -m unittest wan_vae_parity_test
 """
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "train"))
+from train_paths import TINY, binary  # noqa: E402  (also puts tools/train on the path)
 import safetensors_io  # noqa: E402
 import wan_vae  # noqa: E402
 
-TINY = ROOT / "tests" / "testdata" / "tiny-longsana"
 
 
 def random_vae(seed: int) -> wan_vae.WanVae:
@@ -37,7 +33,7 @@ def random_vae(seed: int) -> wan_vae.WanVae:
 
 class WanVaeParityTest(unittest.TestCase):
     def test_saved_weights_are_what_the_engine_loads_and_it_decodes_the_same(self):
-        parity = os.environ.get("LONGSANA_PARITY", str(ROOT / "build" / "bin" / "longsana-parity"))
+        parity = binary("LONGSANA_PARITY", "longsana-parity")
         vae = random_vae(0)
         served = vae.served_state_dict()
         reference = safetensors_io.load(str(TINY / "vae" / "diffusion_pytorch_model.safetensors"))
