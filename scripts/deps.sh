@@ -24,7 +24,7 @@ test_pkgs=(
   clang libclang-rt-14-dev
   chromium
   prometheus python3-grpcio python3-protobuf openssl curl
-  python3-numpy python3-torch
+  python3-numpy python3-torch python3-sentencepiece
 )
 
 pkgs=("${build_pkgs[@]}")

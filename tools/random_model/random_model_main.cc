@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -28,7 +27,7 @@
 #include "engine/models/longsana_dit/dit_params.h"
 #include "engine/models/wan_vae/wan_vae_config.h"
 #include "engine/models/wan_vae/wan_vae_params.h"
-#include "nlohmann/json.hpp"
+#include "tools/common/safetensors_out.h"
 
 ABSL_FLAG(std::string, out, "", "the model folder to write (created; must not exist)");
 ABSL_FLAG(std::string, configs, LONGSANA_SOURCE_DIR "/tests/testdata/longsana-2b-configs",
@@ -45,51 +44,21 @@ using longsana::engine::ParamSpecs;
 
 enum class Init { kFanIn, kOnes, kZeros };
 
-// One safetensors file, written without holding more than one tensor.
-bool WriteSafetensors(const fs::path& path, const ParamSpecs& specs, at::ScalarType dtype,
-                      Init (*init_of)(const std::string&)) {
-  const int64_t element = at::elementSize(dtype);
-  nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", "pt"}};
-  int64_t offset = 0;
-  for (const ParamSpec& s : specs) {
-    const int64_t bytes = s.numel() * element;
-    header[s.name] = {{"dtype", dtype == at::kBFloat16 ? "BF16" : "F32"},
-                      {"shape", s.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+// A tensor of `shape` as `init` says.
+at::Tensor Initial(Init init, const std::vector<int64_t>& shape) {
+  switch (init) {
+    case Init::kOnes:
+      return at::ones(shape);
+    case Init::kZeros:
+      return at::zeros(shape);
+    case Init::kFanIn:
+      break;
   }
-  std::string text = header.dump();
-  text.resize((text.size() + 7) / 8 * 8, ' ');
-  std::ofstream out(path, std::ios::binary);
-  const uint64_t length = text.size();
-  out.write(reinterpret_cast<const char*>(&length), sizeof length);  // little-endian hosts
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  // The header's JSON object is sorted by name; the data must follow the same offsets.
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
-    std::vector<int64_t> shape = entry["shape"].get<std::vector<int64_t>>();
-    at::Tensor t;
-    switch (init_of(name)) {
-      case Init::kOnes:
-        t = at::ones(shape);
-        break;
-      case Init::kZeros:
-        t = at::zeros(shape);
-        break;
-      case Init::kFanIn: {
-        double fan_in = 1;  // every dimension but the first; a vector's own length
-        for (size_t i = shape.size() > 1 ? 1 : 0; i < shape.size(); ++i) {
-          fan_in *= static_cast<double>(shape[i]);
-        }
-        t = at::rand(shape).mul_(2.0).sub_(1.0).mul_(1.0 / std::sqrt(fan_in));
-        break;
-      }
-    }
-    t = t.to(dtype).contiguous();
-    out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  double fan_in = 1;  // every dimension but the first; a vector's own length
+  for (size_t i = shape.size() > 1 ? 1 : 0; i < shape.size(); ++i) {
+    fan_in *= static_cast<double>(shape[i]);
   }
-  return static_cast<bool>(out);
+  return at::rand(shape).mul_(2.0).sub_(1.0).mul_(1.0 / std::sqrt(fan_in));
 }
 
 bool IsNorm(const std::string& name) {
@@ -153,9 +122,14 @@ int main(int argc, char** argv) {
     std::printf("writing %s (%lld parameters)\n", p.file,
                 static_cast<long long>(longsana::engine::CountParams(p.specs)));
     std::fflush(stdout);
-    if (!WriteSafetensors(out / p.file, p.specs, p.dtype, p.init)) {
-      return Fail("writing " + (out / p.file).string() + " failed (disk full?)");
-    }
+    std::vector<longsana::tools::SafetensorsEntry> entries;
+    for (const ParamSpec& spec : p.specs) entries.push_back({spec.name, p.dtype, spec.shape});
+    const absl::Status written =
+        longsana::tools::WriteSafetensors((out / p.file).string(), std::move(entries),
+                                          [&](const longsana::tools::SafetensorsEntry& e) {
+                                            return Initial(p.init(e.name), e.shape);
+                                          });
+    if (!written.ok()) return Fail(std::string(written.message()));
   }
   std::printf("random model written to %s\n", out.c_str());
   return 0;
