@@ -17,7 +17,6 @@ and the context determine the video and regression gives sharp samples.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dit  # noqa: E402
 import safetensors_io  # noqa: E402
+from run_log import RunLog  # noqa: E402
 import toyworld  # noqa: E402
 import wan_vae  # noqa: E402
 
@@ -170,15 +170,7 @@ def main() -> int:
     model = dit.LongSanaDit(cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "dit_log.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "loss", "seconds"])
-
-        def log(step: int, loss: float, seconds: float) -> None:
-            writer.writerow([step, f"{loss:.5f}", f"{seconds:.1f}"])
-            if step % 50 == 0:
-                print(f"dit step {step}: loss {loss:.4f} ({seconds:.0f} s)", flush=True)
-
+    with RunLog(out / "dit_log.csv", "dit") as log:
         losses = train(model, encoder, mean, std, captions, args.steps, args.seed, args.batch,
                        lr=args.lr, log=log)
     save(model, out)

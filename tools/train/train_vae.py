@@ -16,7 +16,6 @@ the DiT's training data) and OUT/vae_log.csv (step, loss, seconds).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import safetensors_io  # noqa: E402
+from run_log import RunLog  # noqa: E402
 import toyworld  # noqa: E402
 import wan_vae  # noqa: E402
 
@@ -98,15 +98,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "vae_log.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "loss", "seconds"])
-
-        def log(step: int, loss: float, seconds: float) -> None:
-            writer.writerow([step, f"{loss:.5f}", f"{seconds:.1f}"])
-            if step % 50 == 0:
-                print(f"vae step {step}: loss {loss:.4f} ({seconds:.0f} s)", flush=True)
-
+    with RunLog(out / "vae_log.csv", "vae") as log:
         vae, losses = train(args.steps, args.seed, args.batch, args.lr, log=log)
     save(vae, out, args.seed)
     print(f"vae: {args.steps} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}; saved to {out}")
