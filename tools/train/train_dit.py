@@ -31,6 +31,7 @@ import dit  # noqa: E402
 import safetensors_io  # noqa: E402
 from run_log import RunLog  # noqa: E402
 import toyworld  # noqa: E402
+import train_vae  # noqa: E402
 import wan_vae  # noqa: E402
 
 MODEL_TIMESTEPS = (1000.0, 960.0, 888.0, 728.0)  # what the served model sees per step
@@ -106,9 +107,8 @@ def train(model: dit.LongSanaDit, encoder: wan_vae.WanVae, mean: torch.Tensor,
         chosen = [scenes[int(rng.integers(len(scenes)))] for _ in range(batch)]
         prompts = [captions.scenes[s][int(rng.integers(len(captions.scenes[s])))] for s in chosen]
         clips = [toyworld.render(s, video_frames, start=centre) for s in chosen]
-        video = torch.from_numpy(np.stack(clips)).float().div(127.5).sub(1.0)
         with torch.no_grad():
-            z = (encoder.encoder(video.permute(0, 4, 1, 2, 3)) - mean) / std
+            z = (encoder.encoder(train_vae.clips_to_tensor(clips)) - mean) / std
         caption, mask = captions.get(prompts)
         context = model.empty_context(batch, z.shape[3], z.shape[4])
         loss = torch.zeros(())
